@@ -1,0 +1,81 @@
+"""Content-addressed blob store (blake3) for bulky and binary payloads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from .canonical import digest
+from .errors import BlobError
+
+_NAME = re.compile(r"^([0-9a-f]{64})\.([a-z0-9]{1,8})$")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same directory, fsync, then os.replace.
+
+    A crash leaves either the old file or the new one, never half of each.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class BlobStore:
+    """``<root>/<blake3 hex>.<ext>``; a blob's name is the digest of its bytes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise BlobError(
+                f"blob reference {name!r} is not '<64 hex digits>.<ext>'",
+                fix="the cassette was edited by hand or corrupted; re-record the test",
+            )
+        return self.root / name
+
+    def put(self, data: bytes, ext: str) -> str:
+        """Store bytes (idempotent) and return the blob name ``<hex>.<ext>``."""
+        name = f"{digest(data)}.{ext}"
+        path = self.root / name
+        if not path.exists():
+            atomic_write(path, data)
+        return name
+
+    def get(self, name: str) -> bytes:
+        """Read a blob and verify its bytes against the digest in its name."""
+        path = self.path_for(name)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise BlobError(
+                f"blob {name} cannot be read: {exc.strerror or exc}",
+                place=str(path),
+                fix="commit the .blobs directory with the cassettes, or re-record the test",
+            ) from None
+        actual = digest(data)
+        if actual != name.split(".", 1)[0]:
+            raise BlobError(
+                f"blob {name} does not match its digest (tampered or corrupted)",
+                place=str(path),
+                recorded=name.split(".", 1)[0],
+                current=actual,
+                fix="restore the blob from version control, or re-record the test",
+            )
+        return data
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).is_file()

@@ -1,0 +1,274 @@
+"""Cassette files: naming, schema, safe loading and byte-stable atomic saving."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .blobs import BlobStore, atomic_write
+from .canonical import digest
+from .errors import CassetteError, SchemaVersionError
+
+SCHEMA_VERSION = 1
+HEADER_KEYS = ("pytest_replay", "test")
+# Stored for people, never compared: a re-record that changes only these
+# leaves the file byte-for-byte untouched.
+VOLATILE_KEYS = frozenset({"recorded_at", "duration_ms"})
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class Block(str):
+    """Text emitted as a YAML literal block (``|``): one record per line, diff-friendly."""
+
+
+class _Dumper(_BaseDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        # Anchors/aliases would make equal data render differently by history.
+        return True
+
+
+def _represent_float(dumper: Any, value: float) -> Any:
+    # One fixed format: shortest round-trip repr, YAML spellings for specials.
+    if math.isnan(value):
+        text = ".nan"
+    elif math.isinf(value):
+        text = ".inf" if value > 0 else "-.inf"
+    else:
+        text = repr(value)
+        if "." not in text and "e" in text:
+            text = text.replace("e", ".0e", 1)  # YAML 1.1 floats need a dot
+        elif "." not in text and "e" not in text:
+            text += ".0"
+    return dumper.represent_scalar("tag:yaml.org,2002:float", text)
+
+
+def _represent_block(dumper: Any, value: Block) -> Any:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style="|")
+
+
+_Dumper.add_representer(float, _represent_float)
+_Dumper.add_representer(Block, _represent_block)
+
+
+# --- naming -----------------------------------------------------------------------
+
+_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+_WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"COM{i}" for i in range(1, 10)]
+    + [f"LPT{i}" for i in range(1, 10)]
+)
+MAX_NAME_BYTES = 150  # leaves room for ".yaml" and ".<ring>.vrrl" under 255
+
+
+def sanitize_component(name: str) -> str:
+    """One safe path component: no separators, no '..', nothing a filesystem rejects.
+
+    Long names keep a readable prefix and get a digest suffix, so two long
+    ids that share a prefix still map to different files.
+    """
+    safe = _FORBIDDEN.sub("_", name).replace("..", "__").strip(" .") or "_"
+    if safe.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
+        safe = "_" + safe
+    if len(safe.encode("utf-8")) > MAX_NAME_BYTES:
+        head = safe.encode("utf-8")[: MAX_NAME_BYTES - 17].decode("utf-8", "ignore")
+        safe = f"{head}-{digest(name)[:16]}"
+    return safe
+
+
+def cassette_root(module_path: Path, rootdir: Path, replay_dir: Path | None) -> Path:
+    """The directory holding cassettes (and ``.blobs``) for tests of this module."""
+    if replay_dir is not None:
+        return replay_dir
+    return module_path.parent / "cassettes"
+
+
+def cassette_path(
+    *,
+    module_path: Path,
+    rootdir: Path,
+    test_parts: Sequence[str],
+    replay_dir: Path | None = None,
+    name_override: str | None = None,
+) -> Path:
+    """Where one test's cassette lives.
+
+    Default: ``<test file dir>/cassettes/<module stem>/<Class.test[param]>.yaml``;
+    with a replay dir: ``DIR/<module path from rootdir, no .py>/<...>.yaml``.
+    """
+    root = cassette_root(module_path, rootdir, replay_dir)
+    if replay_dir is not None:
+        try:
+            rel = module_path.with_suffix("").relative_to(rootdir)
+            folder_parts = rel.parts
+        except ValueError:  # module outside rootdir: keep it apart by a digest
+            folder_parts = (f"{module_path.stem}-{digest(str(module_path))[:8]}",)
+    else:
+        folder_parts = (module_path.stem,)
+    stem = name_override if name_override else ".".join(test_parts)
+    if stem.endswith(".yaml"):
+        stem = stem[: -len(".yaml")]
+    path = root.joinpath(*(sanitize_component(p) for p in folder_parts), sanitize_component(stem))
+    path = path.with_name(path.name + ".yaml")
+    # Defence in depth: whatever the ids were, the file stays under the root.
+    if not os.path.abspath(path).startswith(os.path.abspath(root) + os.sep):
+        raise CassetteError(f"cassette path {path} escapes {root}")
+    return path
+
+
+def display_path(path: Path, rootdir: Path) -> str:
+    """A path as messages show it: relative to rootdir when possible."""
+    try:
+        return str(path.relative_to(rootdir))
+    except ValueError:
+        return str(path)
+
+
+# --- documents --------------------------------------------------------------------
+
+
+def _normalise(value: Any) -> Any:
+    """Sorted keys at every depth, so equal data dumps to equal bytes."""
+    if isinstance(value, Block):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _normalise(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def dump_document(doc: Mapping[str, Any]) -> bytes:
+    """Render a cassette: header keys first, then sections in sorted order."""
+    ordered = {k: doc[k] for k in HEADER_KEYS if k in doc}
+    for key in sorted(k for k in doc if k not in HEADER_KEYS):
+        ordered[key] = doc[key]
+    text = yaml.dump(
+        {k: _normalise(v) for k, v in ordered.items()},
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
+        line_break="\n",
+    )
+    return text.encode("utf-8")
+
+
+def parse_document(data: bytes, path: Path, shown: str) -> dict[str, Any]:
+    """Parse and validate the header; any bad input becomes one CassetteError."""
+    try:
+        doc = yaml.load(data, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise CassetteError(
+            f"cassette is not valid YAML: {exc.problem or exc}",
+            cassette=shown,
+            place=where,
+            fix="restore it from version control, or delete it and re-record: "
+            "pytest --replay=record {test}",
+        ) from None
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        raise CassetteError(
+            f"cassette cannot be read as YAML: {type(exc).__name__}",
+            cassette=shown,
+            fix="restore it from version control, or delete it and re-record: "
+            "pytest --replay=record {test}",
+        ) from None
+    if not isinstance(doc, dict) or "pytest_replay" not in doc:
+        raise CassetteError(
+            "file is not a pytest_replay cassette (no 'pytest_replay:' schema header)",
+            cassette=shown,
+            fix="delete it and re-record: pytest --replay=record {test}",
+        )
+    version = doc["pytest_replay"]
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise SchemaVersionError(
+            f"unknown cassette schema version {version!r}; this pytest_replay reads "
+            f"version {SCHEMA_VERSION}",
+            cassette=shown,
+            recorded=version,
+            current=SCHEMA_VERSION,
+            fix="upgrade pytest-replay-cassettes to the version that wrote it, "
+            "or re-record: pytest --replay=record {test}",
+        )
+    if not isinstance(doc.get("test", ""), str):
+        raise CassetteError("cassette 'test:' must be a string", cassette=shown)
+    return doc
+
+
+def strip_volatile(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: strip_volatile(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [strip_volatile(v) for v in value]
+    return value
+
+
+class Cassette:
+    """One test's cassette file: the parsed document plus where it lives.
+
+    Sections (``facts``, ``http``, ``steps``...) are kept as parsed YAML;
+    each feature module decodes its own section with its ``from_yaml``.
+    """
+
+    def __init__(self, path: Path, doc: dict[str, Any], *, shown: str, blobs: BlobStore) -> None:
+        self.path = path
+        self.doc = doc
+        self.shown = shown
+        self.blobs = blobs
+
+    @property
+    def test(self) -> str:
+        return str(self.doc.get("test", ""))
+
+    def section(self, name: str, default: Any = None) -> Any:
+        return self.doc.get(name, default)
+
+    @classmethod
+    def load(cls, path: Path, *, blobs: BlobStore, shown: str | None = None) -> Cassette:
+        shown = shown or str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CassetteError(
+                f"cassette cannot be read: {exc.strerror or exc}", cassette=shown
+            ) from None
+        return cls(path, parse_document(data, path, shown), shown=shown, blobs=blobs)
+
+    @staticmethod
+    def new_document(test: str, sections: Mapping[str, Any]) -> dict[str, Any]:
+        doc: dict[str, Any] = {"pytest_replay": SCHEMA_VERSION, "test": test}
+        doc.update({k: v for k, v in sections.items() if v})
+        return doc
+
+
+def save_document(path: Path, doc: Mapping[str, Any]) -> bool:
+    """Write ``doc`` atomically unless the file already holds the same behaviour.
+
+    Returns True when the file was (re)written. "Same behaviour" means equal
+    after dropping volatile fields; then the old bytes stay, so re-recording
+    an unchanged test never shows up in ``git status``.
+    """
+    data = dump_document(doc)
+    if path.exists():
+        try:
+            old_bytes = path.read_bytes()
+            if old_bytes == data:
+                return False
+            old = yaml.load(old_bytes, Loader=_Loader)
+            if strip_volatile(old) == strip_volatile(yaml.load(data, Loader=_Loader)):
+                return False
+        except (OSError, yaml.YAMLError, ValueError, TypeError, RecursionError):
+            pass  # unreadable old file: overwrite it with a good one
+    atomic_write(path, data)
+    return True

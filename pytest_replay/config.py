@@ -1,0 +1,75 @@
+"""Per-test settings: ini defaults, then the replay_config fixture, then the marker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_BLOB_THRESHOLD = 4096
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_str_or_none(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _is_nonneg_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+# key -> (validator, what a valid value is). Features add their keys here.
+KNOWN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "mode": (_is_str_or_none, "a mode name: off, record, replay, strict"),
+    "cassette": (_is_str_or_none, "a cassette file name (relative, no '..')"),
+    "missing_fact_retryable": (_is_bool, "True or False"),
+    "blob_threshold": (_is_nonneg_int, "a byte count >= 0"),
+}
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """The merged overrides for one test, validated."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+def merge_settings(
+    ini: Mapping[str, Any], fixture: Mapping[str, Any] | None, marker: Mapping[str, Any]
+) -> TestSettings:
+    """Later sources win: ini < replay_config fixture < @pytest.mark.replay(...)."""
+    merged: dict[str, Any] = dict(ini)
+    for source, values in (("replay_config fixture", fixture or {}), ("replay marker", marker)):
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"{source} must be a dict, got {type(values).__name__}",
+                fix="return a dict from your replay_config fixture, e.g. {'mode': 'record'}",
+            )
+        for key, value in values.items():
+            check(key, value, source)
+            merged[key] = value
+    return TestSettings(merged)
+
+
+def check(key: str, value: Any, source: str) -> None:
+    """Reject unknown keys and bad values with the list of what is accepted."""
+    if key not in KNOWN_KEYS:
+        raise ConfigError(
+            f"unknown replay setting {key!r} in {source}",
+            details=[f"known settings: {', '.join(sorted(KNOWN_KEYS))}"],
+            fix=f"remove {key!r} or correct its spelling",
+        )
+    valid, what = KNOWN_KEYS[key]
+    if not valid(value):
+        raise ConfigError(
+            f"replay setting {key}={value!r} in {source} is not valid",
+            fix=f"{key} must be {what}",
+        )

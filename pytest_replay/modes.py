@@ -1,0 +1,83 @@
+"""What each replay mode allows, and how the run-wide mode is chosen."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+from .errors import ConfigError
+
+ENV_VAR = "PYTEST_REPLAY_MODE"
+
+
+class Mode(str, enum.Enum):
+    OFF = "off"
+    RECORD = "record"
+    REPLAY = "replay"
+    STRICT = "strict"
+    VERIFY = "verify"
+
+    # The DESIGN modes table, one property per column.
+    @property
+    def live_io(self) -> bool:
+        """IO facts call the real function (nothing served from a cassette)."""
+        return self in (Mode.OFF, Mode.RECORD, Mode.VERIFY)
+
+    @property
+    def records(self) -> bool:
+        """What the test takes in and puts out is written to the cassette."""
+        return self is Mode.RECORD
+
+    @property
+    def checks_outputs(self) -> bool:
+        return self in (Mode.REPLAY, Mode.STRICT, Mode.VERIFY)
+
+    @property
+    def may_write(self) -> bool:
+        """May write a cassette at all (record always; replay only new ones)."""
+        return self in (Mode.RECORD, Mode.REPLAY)
+
+    @property
+    def unused_fails(self) -> bool:
+        return self is Mode.STRICT
+
+    @property
+    def needs_cassette(self) -> bool:
+        """A missing cassette fails the test instead of recording it."""
+        return self in (Mode.STRICT, Mode.VERIFY)
+
+
+MODES: tuple[str, ...] = tuple(m.value for m in Mode if m is not Mode.VERIFY)
+
+
+def parse_mode(value: str, *, source: str) -> Mode:
+    """Turn a user string into a Mode, or a ConfigError listing the valid ones."""
+    text = value.strip().lower()
+    if text in MODES:
+        return Mode(text)
+    raise ConfigError(
+        f"unknown replay mode {value!r} (from {source}); valid modes: {', '.join(MODES)}",
+        fix=f"use one of: {', '.join('--replay=' + m for m in MODES)}",
+    )
+
+
+def resolve_mode(flag: str | None, env: Mapping[str, str], ini: str | None) -> Mode:
+    """The run-wide mode: the flag wins over the environment, which wins over the ini."""
+    if flag:
+        return parse_mode(flag, source="--replay")
+    if env.get(ENV_VAR):
+        return parse_mode(env[ENV_VAR], source=f"${ENV_VAR}")
+    if ini:
+        return parse_mode(ini, source="ini option replay_mode")
+    return Mode.REPLAY
+
+
+def effective_mode(run_mode: Mode, override: str | None, *, source: str) -> Mode:
+    """A per-test override (marker/replay_config) applies, except under strict.
+
+    Strict is the CI promise "nothing live, nothing written": a marker in a
+    test file must not be able to weaken it, so strict ignores overrides.
+    """
+    if override is None or run_mode is Mode.STRICT:
+        return run_mode
+    return parse_mode(override, source=source)

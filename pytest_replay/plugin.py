@@ -1,0 +1,269 @@
+"""pytest hooks only: options, markers, fixtures, the end-of-test check and the summary."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import hookspecs
+from .blobs import BlobStore
+from .cassette import cassette_path, cassette_root, display_path
+from .config import DEFAULT_BLOB_THRESHOLD, merge_settings
+from .diffs import DiffStore
+from .errors import ConfigError, PluginConflict, ReplayError
+from .modes import MODES, effective_mode, resolve_mode
+from .report import ReplayReport
+from .session import ReplaySession, TestResult
+
+SESSION_KEY = pytest.StashKey[ReplaySession]()
+RUN_KEY = pytest.StashKey["ReplayRun"]()
+ESSS_DIST = "pytest-replay"
+
+
+class ReplayRun:
+    """Run-wide state: the mode, where things live, and every test's result."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.rootdir = config.rootpath
+        try:
+            self.mode = resolve_mode(
+                config.getoption("replay_mode"), os.environ, config.getini("replay_mode")
+            )
+        except ConfigError as err:
+            raise pytest.UsageError(err.render()) from None
+        replay_dir = config.getoption("replay_dir") or config.getini("replay_dir")
+        self.replay_dir = (self.rootdir / replay_dir).resolve() if replay_dir else None
+        cache_dir = _cache_dir(config)
+        self.diffs = DiffStore(cache_dir / "replay" / "diffs", display_path(
+            cache_dir / "replay" / "diffs", self.rootdir
+        ))
+        self.ini_settings: dict[str, Any] = {
+            "missing_fact_retryable": config.getini("replay_missing_fact_retryable"),
+            "blob_threshold": _int_ini(config, "replay_blob_threshold", DEFAULT_BLOB_THRESHOLD),
+        }
+        self.results: list[TestResult] = []
+
+    def session_for(self, item: pytest.Item, fixture_config: Mapping[str, Any]) -> ReplaySession:
+        marker: dict[str, Any] = {}
+        for mark in reversed(list(item.iter_markers("replay"))):  # closest wins
+            if mark.args:
+                raise ConfigError(
+                    "@pytest.mark.replay takes keyword arguments only",
+                    test=item.nodeid,
+                    fix="write @pytest.mark.replay(mode='record'), not positional values",
+                )
+            marker.update(mark.kwargs)
+        settings = merge_settings(self.ini_settings, fixture_config, marker)
+        mode = effective_mode(self.mode, settings.get("mode"), source=f"{item.nodeid} settings")
+        parts = [n.name for n in item.listchain() if isinstance(n, pytest.Class)] + [item.name]
+        module = Path(str(item.path))
+        default = cassette_path(
+            module_path=module,
+            rootdir=self.rootdir,
+            test_parts=parts,
+            replay_dir=self.replay_dir,
+            name_override=settings.get("cassette"),
+        )
+        path = item.config.hook.pytest_replay_cassette_path(item=item, default=default) or default
+        root = cassette_root(module, self.rootdir, self.replay_dir)
+        return ReplaySession(
+            nodeid=item.nodeid,
+            mode=mode,
+            cassette_path=Path(path),
+            shown=display_path(Path(path), self.rootdir),
+            blobs=BlobStore(root / ".blobs"),
+            diffs=self.diffs,
+            settings=settings,
+            threshold=settings.get("blob_threshold", DEFAULT_BLOB_THRESHOLD),
+        )
+
+
+def _cache_dir(config: pytest.Config) -> Path:
+    try:
+        raw = config.getini("cache_dir")
+    except ValueError:  # cacheprovider disabled
+        raw = ".pytest_cache"
+    path = Path(os.path.expanduser(os.path.expandvars(str(raw))))
+    return path if path.is_absolute() else config.rootpath / path
+
+
+def _int_ini(config: pytest.Config, name: str, default: int) -> int:
+    raw = config.getini(name)
+    try:
+        return int(raw) if raw not in (None, "") else default
+    except ValueError:
+        raise pytest.UsageError(f"ini option {name} must be an integer, got {raw!r}") from None
+
+
+# --- start-up ---------------------------------------------------------------------
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def _conflict_message(how: str) -> str:
+    return PluginConflict(
+        f"two plugins claim --replay: pytest-replay-cassettes (pytest_replay) and {how}",
+        details=["they cannot be used in the same pytest run"],
+        fix="pip uninstall pytest-replay  (ESSS's plugin), or disable it for this run "
+        "with: pytest -p no:replay",
+    ).render()
+
+
+def _esss_plugin_active(pluginmanager: pytest.PytestPluginManager) -> bool:
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    for ep in metadata.entry_points(group="pytest11"):
+        dist = getattr(ep, "dist", None)
+        name = (dist.metadata["Name"] or "").lower() if dist is not None else ""
+        if name == ESSS_DIST and not pluginmanager.is_blocked(ep.name):
+            return True
+    return False
+
+
+def _option_taken(parser: pytest.Parser, opt: str) -> bool:
+    # pytest keeps no public list of registered options; look, but never fail.
+    groups = [getattr(parser, "_anonymous", None), *getattr(parser, "_groups", [])]
+    for group in groups:
+        for option in getattr(group, "options", []):
+            if opt in option.names():
+                return True
+    return False
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # Detect ESSS's plugin by its installed entry point (whichever registers
+    # first), so the user sees one message instead of an argparse traceback.
+    if _esss_plugin_active(pluginmanager):
+        raise pytest.UsageError(_conflict_message("ESSS's pytest-replay (entry point 'replay')"))
+    if _option_taken(parser, "--replay"):
+        raise pytest.UsageError(_conflict_message("another plugin that registered --replay"))
+    group = parser.getgroup("replay", "record/replay cassettes (pytest_replay)")
+    group.addoption(
+        "--replay",
+        dest="replay_mode",
+        metavar="MODE",
+        default=None,
+        help=f"record/replay mode: {', '.join(MODES)} (default: replay; "
+        "env PYTEST_REPLAY_MODE, ini replay_mode)",
+    )
+    group.addoption(
+        "--replay-dir",
+        dest="replay_dir",
+        metavar="DIR",
+        default=None,
+        help="keep all cassettes under DIR, mirroring module paths (ini replay_dir)",
+    )
+    parser.addini("replay_mode", "default record/replay mode", default="")
+    parser.addini("replay_dir", "directory for all cassettes (default: next to each module)")
+    parser.addini(
+        "replay_missing_fact_retryable",
+        "in replay mode, fetch a missing fact live and append it instead of failing",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "replay_blob_threshold",
+        "payloads larger than this many bytes go to the .blobs store",
+        default=str(DEFAULT_BLOB_THRESHOLD),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "replay(**overrides): per-test replay settings (mode, cassette, "
+        "missing_fact_retryable, blob_threshold)",
+    )
+    config.addinivalue_line(
+        "markers", "gpu: needs CuPy and a visible CUDA device (skipped with a reason otherwise)"
+    )
+    config.stash[RUN_KEY] = ReplayRun(config)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    run = config.stash.get(RUN_KEY, None)
+    return f"replay: mode={run.mode.value}" if run is not None else None
+
+
+# --- fixtures ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def replay_config() -> dict[str, Any]:
+    """Per-directory replay settings: override in a conftest.py, at any scope."""
+    return {}
+
+
+@pytest.fixture
+def replay(request: pytest.FixtureRequest, replay_config: Mapping[str, Any]) -> ReplaySession:
+    """This test's record/replay session (facts, clock, randomness)."""
+    run = request.config.stash[RUN_KEY]
+    item = request.node
+    try:
+        session = run.session_for(item, replay_config)
+    except ReplayError as err:
+        err.with_context(test=item.nodeid)
+        err.terse = True  # type: ignore[attr-defined]
+        raise err from None
+    item.stash[SESSION_KEY] = session
+    return session
+
+
+# --- around the test body ---------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    session = item.stash.get(SESSION_KEY, None)
+    if session is None:
+        return (yield)
+    results = item.config.stash[RUN_KEY].results
+    del item.stash[SESSION_KEY]
+    try:
+        _terse(session.before_call)
+        outcome = yield
+        results.append(_terse(session.after_call))
+    except BaseException:
+        results.append(session.failed_result())
+        raise
+    return outcome
+
+
+def _terse(fn: Any) -> Any:
+    """Run an end-of-test check; its failure shows as text, not our traceback."""
+    try:
+        return fn()
+    except ReplayError as err:
+        err.terse = True  # type: ignore[attr-defined]
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(exc, ReplayError) and getattr(exc, "terse", False) and report.failed:
+        report.longrepr = exc.render()
+    return report
+
+
+def pytest_terminal_summary(
+    terminalreporter: Any, exitstatus: int, config: pytest.Config
+) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or not run.results:
+        return
+    report = ReplayReport.build(run.results)
+    terminalreporter.section("pytest_replay")
+    for line in report.lines(config.get_verbosity()):
+        terminalreporter.line(line)

@@ -1,0 +1,190 @@
+"""The object a test holds (the ``replay`` fixture): one test's record/replay session."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .blobs import BlobStore
+from .cassette import Cassette, save_document
+from .diffs import DiffStore
+from .errors import CassetteWriteError, MissingCassette, ReplayError, UnusedItems
+from .facts import FactLog
+from .modes import Mode
+
+UNUSED_SHOWN = 10
+
+
+class Verdict(str, enum.Enum):
+    HIT = "HIT"  # everything served from the cassette, everything consumed
+    PARTIAL = "PARTIAL"  # replayed, with missing facts fetched live and appended
+    MISS = "MISS"  # no cassette: recorded now (replay) or failed (strict)
+    LIVE = "LIVE"  # ran live (record, off)
+    UNUSED = "UNUSED"  # replayed, but recorded items were never asked for
+
+
+@dataclass
+class TestResult:
+    """What one test did with its cassette; the report is computed from these."""
+
+    nodeid: str
+    mode: str
+    verdict: str
+    cassette: str
+    wrote: bool = False  # the cassette file was (re)written
+    unchanged: bool = False  # recorded, but the file already held the same behaviour
+    new: bool = False  # a cassette that did not exist before
+    not_saved: bool = False  # record wanted, but the test failed: old file kept
+    unused: int = 0
+    failed: bool = False
+
+
+class ReplaySession:
+    """One test's session: serves facts, collects what it recorded, saves at the end.
+
+    ``replay.fact``/``now_millis``/... are bound straight to the fact log so
+    the replay hot path is one call, not two.
+    """
+
+    def __init__(
+        self,
+        *,
+        nodeid: str,
+        mode: Mode,
+        cassette_path: Path,
+        shown: str,
+        blobs: BlobStore,
+        diffs: DiffStore,
+        settings: Any,
+        threshold: int,
+    ) -> None:
+        self.nodeid = nodeid
+        self.run_mode = mode
+        self.cassette = cassette_path
+        self.shown = shown
+        self.settings = settings
+        self._diffs = diffs
+        self.raised: list[ReplayError] = []
+        self.existed = cassette_path.exists()
+        recorded: Cassette | None = None
+        if self.existed and mode is not Mode.RECORD and mode is not Mode.OFF:
+            recorded = Cassette.load(cassette_path, blobs=blobs, shown=shown)
+        # replay with no cassette yet: this test records (the DESIGN table).
+        self.mode = Mode.RECORD if (mode is Mode.REPLAY and recorded is None) else mode
+        self.facts = FactLog(
+            mode=self.mode,
+            blobs=blobs,
+            threshold=threshold,
+            retryable=bool(settings.get("missing_fact_retryable", False)),
+            recorded=recorded.doc if recorded is not None else None,
+            on_error=self.error,
+            shown=shown,
+        )
+        self.fact = self.facts.fact
+        self.afact = self.facts.afact
+        self.record_value = self.facts.record_value
+        self.now_millis = self.facts.now_millis
+        self.now = self.facts.now
+        self.random_bytes = self.facts.random_bytes
+        self.uuid4 = self.facts.uuid4
+
+    def __repr__(self) -> str:
+        return f"<replay {self.mode.value} {self.shown}>"
+
+    # -- errors ----------------------------------------------------------------------
+
+    def error(self, err: ReplayError) -> ReplayError:
+        """Add test/cassette context, persist the diff payload, remember it."""
+        err.with_context(test=self.nodeid, cassette=self.shown)
+        if err.diff_digest is None:
+            err.diff_digest, err.diff_path = self._diffs.persist(err.diff_payload())
+        self.raised.append(err)
+        return err
+
+    # -- lifecycle (called by the plugin around the test body) ------------------------
+
+    def before_call(self) -> None:
+        if self.run_mode.needs_cassette and not self.existed:
+            raise self.error(
+                MissingCassette(
+                    f"no cassette for this test, and {self.run_mode.value} mode never records",
+                    place=self.shown,
+                    fix="record it, then commit the cassette: pytest --replay=record {test}",
+                )
+            )
+
+    def after_call(self) -> TestResult:
+        """End-of-test checks (the test body passed), then save. Raises on failure."""
+        if self.raised:
+            # The code under test caught our error and carried on: the test
+            # must not pass on a replay that did not happen.
+            err = self.raised[0]
+            err.details.append("(this error was raised during the test and caught by the code)")
+            raise err
+        unused = self.facts.unused()
+        if unused and self.mode.unused_fails:
+            shown = ", ".join(f"{k!r}#{o}" for k, o in unused[:UNUSED_SHOWN])
+            more = f" and {len(unused) - UNUSED_SHOWN} more" if len(unused) > UNUSED_SHOWN else ""
+            raise self.error(
+                UnusedItems(
+                    f"{len(unused)} recorded fact(s) were never used by the test",
+                    place=f"facts {shown}{more}",
+                    recorded=f"{self.facts.recorded_count} fact(s)",
+                    current=f"{self.facts.served} served",
+                    fix="if the test no longer makes these calls, re-record it: "
+                    "pytest --replay=record {test}",
+                )
+            )
+        result = self.result(failed=False, unused=len(unused))
+        if self._should_save():
+            try:
+                result.wrote = save_document(self.cassette, self._document())
+            except OSError as exc:
+                raise self.error(
+                    CassetteWriteError(
+                        f"cassette could not be written: {exc.strerror or exc}",
+                        fix="check that the cassette directory is writable",
+                    )
+                ) from None
+            result.unchanged = not result.wrote
+            result.new = not self.existed
+        return result
+
+    def failed_result(self) -> TestResult:
+        result = self.result(failed=True, unused=0)
+        result.not_saved = self._should_save()
+        return result
+
+    def result(self, *, failed: bool, unused: int) -> TestResult:
+        return TestResult(
+            nodeid=self.nodeid,
+            mode=self.run_mode.value,
+            verdict=self._verdict(unused).value,
+            cassette=self.shown,
+            unused=unused,
+            failed=failed,
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _should_save(self) -> bool:
+        if self.mode is Mode.RECORD:
+            return True
+        # replay: only what is new (facts fetched live for a retryable miss).
+        return self.run_mode is Mode.REPLAY and self.facts.new_count > 0
+
+    def _verdict(self, unused: int) -> Verdict:
+        if self.run_mode.live_io:
+            return Verdict.LIVE
+        if not self.existed:
+            return Verdict.MISS
+        if self.facts.new_count:
+            return Verdict.PARTIAL
+        if unused:
+            return Verdict.UNUSED
+        return Verdict.HIT
+
+    def _document(self) -> dict[str, Any]:
+        return Cassette.new_document(self.nodeid, self.facts.to_yaml())
