@@ -105,7 +105,7 @@ class ReplayError(Exception):
             row("current", _show(self.current))
         lines.extend(f"  {line}" for line in self.details)
         if self.diff_path:
-            row("diff", f"{self.diff_path} (diff_blake3={self.diff_digest})")
+            row("diff", self.diff_path)
         if self.fix:
             lines.append(f"  Fix: {self.fix}")
         return "\n".join(lines)

@@ -170,10 +170,15 @@ class PayloadTable:
             raise CassetteError("section 'payloads' must be a text block", cassette=shown)
         for lineno, line in enumerate(text.splitlines(), 1):
             parts = line.split(" ", 2)
-            if len(parts) != 3 or not _PID.fullmatch(parts[0]) or parts[1] not in (
-                "json",
-                "hex",
-                "blob",
+            if (
+                len(parts) != 3
+                or not _PID.fullmatch(parts[0])
+                or parts[1]
+                not in (
+                    "json",
+                    "hex",
+                    "blob",
+                )
             ):
                 raise CassetteError(
                     "payload line is not '<64 hex id> json|hex|blob <data>'",
@@ -224,7 +229,7 @@ def _parse_index(text: Any, shown: str) -> list[tuple[str, str]]:
             ok = False
         if not ok or not _PID.fullmatch(pid):
             raise CassetteError(
-                'fact line is not \'"<key>" <64 hex payload id>\'',
+                "fact line is not '\"<key>\" <64 hex payload id>'",
                 cassette=shown,
                 place=f"facts line {lineno}: {line[:80]!r}",
                 fix="restore the cassette from version control, or re-record: "

@@ -40,9 +40,10 @@ class ReplayRun:
         replay_dir = config.getoption("replay_dir") or config.getini("replay_dir")
         self.replay_dir = (self.rootdir / replay_dir).resolve() if replay_dir else None
         cache_dir = _cache_dir(config)
-        self.diffs = DiffStore(cache_dir / "replay" / "diffs", display_path(
-            cache_dir / "replay" / "diffs", self.rootdir
-        ))
+        self.diffs = DiffStore(
+            cache_dir / "replay" / "diffs",
+            display_path(cache_dir / "replay" / "diffs", self.rootdir),
+        )
         self.ini_settings: dict[str, Any] = {
             "missing_fact_retryable": config.getini("replay_missing_fact_retryable"),
             "blob_threshold": _int_ini(config, "replay_blob_threshold", DEFAULT_BLOB_THRESHOLD),
@@ -257,9 +258,7 @@ def pytest_runtest_makereport(
     return report
 
 
-def pytest_terminal_summary(
-    terminalreporter: Any, exitstatus: int, config: pytest.Config
-) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
     if run is None or not run.results:
         return

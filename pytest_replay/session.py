@@ -110,7 +110,6 @@ class ReplaySession:
             raise self.error(
                 MissingCassette(
                     f"no cassette for this test, and {self.run_mode.value} mode never records",
-                    place=self.shown,
                     fix="record it, then commit the cassette: pytest --replay=record {test}",
                 )
             )

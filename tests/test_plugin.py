@@ -1,0 +1,202 @@
+"""Plugin behaviour end to end: byte-stability, bad files, verdicts, conflicts, hooks."""
+
+from __future__ import annotations
+
+import pytest
+
+DETERMINISTIC = """
+def test_det(replay):
+    assert replay.fact("a", lambda: {"x": [1, 2.5, None], "s": "t\\u00e9"}) == {"x": [1, 2.5, None], "s": "t\\u00e9"}
+    replay.fact("a", lambda: 2)
+    replay.record_value("cfg", {"k": True})
+"""
+
+
+def test_recording_the_same_behaviour_twice_gives_identical_bytes(rt):
+    rt.module(DETERMINISTIC)
+    rt.record().assert_outcomes(passed=1)
+    path = rt.cassette("test_det")
+    first = path.read_bytes()
+    mtime = path.stat().st_mtime_ns
+    result = rt.record()
+    result.assert_outcomes(passed=1)
+    assert path.read_bytes() == first
+    assert path.stat().st_mtime_ns == mtime  # not even rewritten
+    result.stdout.fnmatch_lines(["mode record: 1 test(s) used replay; 1 unchanged"])
+
+
+def test_a_corrupt_cassette_is_one_paragraph_naming_the_file(rt):
+    rt.module(DETERMINISTIC)
+    rt.record()
+    rt.cassette("test_det").write_text("pytest_replay: 1\nfacts: [unclosed\n")
+    result = rt.run()
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "replay_cassette: cassette is not valid YAML" in out
+    assert "cassettes/test_mod/test_det.yaml" in out and "Fix:" in out
+    assert "Traceback" not in out and "pytest_replay/" not in out
+
+
+def test_a_tampered_blob_fails_on_load(rt):
+    rt.module("def test_big(replay):\n    replay.fact('big', lambda: 'x' * 10000)\n")
+    rt.record().assert_outcomes(passed=1)
+    (blob,) = (rt.root / "cassettes" / ".blobs").iterdir()
+    blob.write_bytes(blob.read_bytes().replace(b"x", b"y", 1))
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*replay_cassette: blob *.json does not match its digest (tampered or corrupted)",
+            "*Fix:*",
+        ]
+    )
+
+
+def test_an_error_swallowed_by_the_code_still_fails_the_test(rt, monkeypatch):
+    rt.module(
+        """
+        import os
+        def fetch(replay):
+            try:
+                return replay.fact("missing", lambda: 1)
+            except Exception:
+                return None  # retry loops and broad excepts do this
+
+        def test_t(replay):
+            replay.fact("a", lambda: 1)
+            if os.environ.get("MORE"):
+                fetch(replay)
+        """
+    )
+    rt.record().assert_outcomes(passed=1)
+    monkeypatch.setenv("MORE", "1")
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*replay_missing_fact: missing recorded fact*",
+            "*raised during the test and caught by the code*",
+        ]
+    )
+
+
+def test_end_of_test_checks_do_not_pile_on_an_earlier_failure(rt, monkeypatch):
+    rt.module(
+        """
+        import os
+        def test_t(replay):
+            if not os.environ.get("SKIP"):
+                replay.fact("a", lambda: 1)
+            assert not os.environ.get("SKIP"), "the test's own failure"
+        """
+    )
+    rt.record().assert_outcomes(passed=1)
+    monkeypatch.setenv("SKIP", "1")
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "the test's own failure" in out and "replay_unused" not in out
+
+
+def test_async_fact_functions_are_awaited_only_live(rt):
+    rt.module(
+        """
+        import asyncio
+        CALLS = []
+        async def fetch(x):
+            CALLS.append(x)
+            return x * 2
+
+        def test_t(replay):
+            async def main():
+                return await asyncio.gather(*(replay.afact(f"k{i}", fetch, i) for i in range(5)))
+            assert asyncio.run(main()) == [0, 2, 4, 6, 8]
+            print("CALLS", len(CALLS))
+        """
+    )
+    rt.record("-s").stdout.fnmatch_lines(["*CALLS 5*"])
+    rt.run("-s", "--replay=strict").stdout.fnmatch_lines(["*CALLS 0*"])
+
+
+def test_verbose_summary_gives_a_verdict_per_test(rt, monkeypatch):
+    rt.pytester.makeini("[pytest]\nreplay_missing_fact_retryable = true\n")
+    rt.module(
+        """
+        import os
+        def test_hit(replay):
+            replay.fact("a", lambda: 1)
+
+        def test_partial(replay):
+            replay.fact("a", lambda: 1)
+            if os.environ.get("MORE"):
+                replay.fact("b", lambda: 2)
+        """
+    )
+    rt.record().assert_outcomes(passed=2)
+    monkeypatch.setenv("MORE", "1")
+    rt.module("def test_new(replay):\n    replay.fact('n', lambda: 0)\n", name="test_other")
+    result = rt.run("-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "mode replay: 3 test(s) used replay; 2 replayed, 1 new",
+            "HIT     test_mod.py::test_hit -> cassettes/test_mod/test_hit.yaml",
+            "PARTIAL test_mod.py::test_partial -> *",
+            "MISS    test_other.py::test_new -> *",
+        ],
+        consecutive=False,
+    )
+    assert rt.cassette("test_partial").read_text().count('"b" ') == 1
+    rt.run("-v", "--replay=off").stdout.fnmatch_lines(["LIVE *test_hit*"])
+
+
+def test_another_plugin_claiming_replay_is_one_clear_error(rt):
+    rt.pytester.makepyfile(
+        fake_esss="""
+        def pytest_addoption(parser):
+            group = parser.getgroup("replay")
+            group.addoption("--replay", dest="replay_file")
+        """
+    )
+    rt.module("def test_t(): pass")
+    result = rt.pytester.runpytest_subprocess("-p", "fake_esss")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "replay_conflict: two plugins claim --replay" in err
+    assert "Fix: pip uninstall pytest-replay" in err and "-p no:replay" in err
+    assert "Traceback" not in err and "argparse" not in err
+
+
+def test_the_cassette_path_hook_can_rename(rt):
+    rt.pytester.makeconftest(
+        """
+        def pytest_replay_cassette_path(item, default):
+            return default.with_name("renamed.yaml")
+        """
+    )
+    rt.module("def test_t(replay):\n    replay.fact('a', lambda: 1)\n")
+    rt.record().assert_outcomes(passed=1)
+    assert [p.name for p in rt.cassettes()] == ["renamed.yaml"]
+
+
+def test_marker_cassette_name_and_parametrized_ids(rt):
+    rt.module(
+        """
+        import pytest
+        @pytest.mark.parametrize("p", ["../../x", "/etc"])
+        def test_p(replay, p):
+            replay.fact("p", lambda: p)
+
+        @pytest.mark.replay(cassette="shared_name")
+        def test_named(replay):
+            replay.fact("a", lambda: 1)
+        """
+    )
+    rt.record().assert_outcomes(passed=3)
+    names = sorted(p.relative_to(rt.root).as_posix() for p in rt.cassettes())
+    assert names == [
+        "cassettes/test_mod/shared_name.yaml",
+        "cassettes/test_mod/test_p[______x].yaml",
+        "cassettes/test_mod/test_p[_etc].yaml",
+    ]
+    rt.run("--replay=strict").assert_outcomes(passed=3)
