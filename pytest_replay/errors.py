@@ -107,7 +107,8 @@ class ReplayError(Exception):
         if self.diff_path:
             row("diff", self.diff_path)
         if self.fix:
-            lines.append(f"  Fix: {self.fix}")
+            # Outside a test run (the CLI) there is no node id to put in.
+            lines.append(f"  Fix: {self.fix.replace('{test}', '<test node id>')}")
         return "\n".join(lines)
 
     def __str__(self) -> str:

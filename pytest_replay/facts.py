@@ -408,6 +408,14 @@ class FactLog:
     def new_count(self) -> int:
         return len(self._new)
 
+    def recorded_facts(self) -> list[tuple[str, str]]:
+        """(key, payload id) as the cassette holds them, in call order."""
+        return list(self._order)
+
+    def payload_ids(self) -> set[str]:
+        """Every payload the recorded facts point at."""
+        return {pid for _, pid in self._order}
+
     def unused(self) -> list[tuple[str, int]]:
         """Recorded facts this run never asked for, as (key, ordinal)."""
         out = []

@@ -1,0 +1,1 @@
+"""Reading cassettes outside pytest: the pytest-replay command and its renderers."""

@@ -1,0 +1,56 @@
+"""The pytest-replay command: check and show over cassettes a real run recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pytest_replay.review.cli import main
+
+
+def recorded(rt):
+    rt.module(
+        "def test_t(replay):\n"
+        "    replay.fact('quote', lambda: 12.5)\n"
+        "    replay.fact('quote', lambda: 13.0)\n"
+        "    replay.fact('blob', lambda: 'x' * 9000)\n"
+    )
+    rt.record().assert_outcomes(passed=1)
+    return rt.cassette("test_t")
+
+
+def test_check_passes_on_good_cassettes_and_lists_bad_ones(rt, capsys):
+    path = recorded(rt)
+    assert main(["check", str(rt.root)]) == 0
+    assert "1 ok, 0 failed" in capsys.readouterr().out
+    (blob,) = (rt.root / "cassettes" / ".blobs").iterdir()
+    blob.write_text("tampered")
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {path}" in out and "does not match its digest" in out
+
+
+def test_check_of_a_missing_path_is_a_usage_error(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "nope")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_show_lists_facts_with_ordinals(rt, capsys):
+    path = recorded(rt)
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "quote#0  12.5" in out and "quote#1  13.0" in out
+    assert main(["show", "--json", str(path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [f["key"] for f in data["facts"]] == ["quote", "quote", "blob"]
+
+
+def test_python_dash_m_runs_the_same_command(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_replay", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and "0 ok, 0 failed" in proc.stdout
