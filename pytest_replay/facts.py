@@ -416,13 +416,19 @@ class FactLog:
         """Every payload the recorded facts point at."""
         return {pid for _, pid in self._order}
 
-    def unused(self) -> list[tuple[str, int]]:
+    def unused_facts(self) -> list[tuple[str, int]]:
         """Recorded facts this run never asked for, as (key, ordinal)."""
         out = []
         for key, pids in self._index.items():
             used = self._cursor.get(key, 0)
             out.extend((key, k) for k in range(used, len(pids)))
         return out
+
+    def unused(self) -> list[str]:
+        return [f"fact {key!r}#{k}" for key, k in self.unused_facts()]
+
+    def finish(self) -> None:
+        """Facts have nothing to check after the test body."""
 
     def to_yaml(self) -> dict[str, Any]:
         """The ``facts``/``payloads`` sections to save (new recording, or old + appended)."""

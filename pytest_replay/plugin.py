@@ -82,6 +82,7 @@ class ReplayRun:
             diffs=self.diffs,
             settings=settings,
             threshold=settings.get("blob_threshold", DEFAULT_BLOB_THRESHOLD),
+            hook=item.config.hook,
         )
 
 

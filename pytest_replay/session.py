@@ -9,6 +9,7 @@ from typing import Any
 
 from .blobs import BlobStore
 from .cassette import Cassette, save_document
+from .context import Recorder, RecorderContext
 from .diffs import DiffStore
 from .errors import CassetteWriteError, MissingCassette, ReplayError, UnusedItems
 from .facts import FactLog
@@ -59,6 +60,7 @@ class ReplaySession:
         diffs: DiffStore,
         settings: Any,
         threshold: int,
+        hook: Any = None,
     ) -> None:
         self.nodeid = nodeid
         self.run_mode = mode
@@ -73,15 +75,28 @@ class ReplaySession:
             recorded = Cassette.load(cassette_path, blobs=blobs, shown=shown)
         # replay with no cassette yet: this test records (the DESIGN table).
         self.mode = Mode.RECORD if (mode is Mode.REPLAY and recorded is None) else mode
+        self.context = RecorderContext(
+            nodeid=nodeid,
+            mode=self.mode,
+            run_mode=mode,
+            cassette_path=cassette_path,
+            shown=shown,
+            blobs=blobs,
+            recorded=recorded.doc if recorded is not None else None,
+            settings=settings,
+            error=self.error,
+            hook=hook,
+        )
         self.facts = FactLog(
             mode=self.mode,
             blobs=blobs,
             threshold=threshold,
             retryable=bool(settings.get("missing_fact_retryable", False)),
-            recorded=recorded.doc if recorded is not None else None,
+            recorded=self.context.recorded,
             on_error=self.error,
             shown=shown,
         )
+        self.recorders: list[Recorder] = [self.facts]
         self.fact = self.facts.fact
         self.afact = self.facts.afact
         self.record_value = self.facts.record_value
@@ -122,16 +137,16 @@ class ReplaySession:
             err = self.raised[0]
             err.details.append("(this error was raised during the test and caught by the code)")
             raise err
-        unused = self.facts.unused()
+        for recorder in self.recorders:
+            recorder.finish()
+        unused = [line for recorder in self.recorders for line in recorder.unused()]
         if unused and self.mode.unused_fails:
-            shown = ", ".join(f"{k!r}#{o}" for k, o in unused[:UNUSED_SHOWN])
+            shown = "; ".join(unused[:UNUSED_SHOWN])
             more = f" and {len(unused) - UNUSED_SHOWN} more" if len(unused) > UNUSED_SHOWN else ""
             raise self.error(
                 UnusedItems(
-                    f"{len(unused)} recorded fact(s) were never used by the test",
-                    place=f"facts {shown}{more}",
-                    recorded=f"{self.facts.recorded_count} fact(s)",
-                    current=f"{self.facts.served} served",
+                    f"{len(unused)} recorded item(s) were never used by the test",
+                    place=f"{shown}{more}",
                     fix="if the test no longer makes these calls, re-record it: "
                     "pytest --replay=record {test}",
                 )
@@ -172,18 +187,28 @@ class ReplaySession:
         if self.mode is Mode.RECORD:
             return True
         # replay: only what is new (facts fetched live for a retryable miss).
-        return self.run_mode is Mode.REPLAY and self.facts.new_count > 0
+        return self.run_mode is Mode.REPLAY and self._new_count() > 0
+
+    def _new_count(self) -> int:
+        return sum(recorder.new_count for recorder in self.recorders)
 
     def _verdict(self, unused: int) -> Verdict:
         if self.run_mode.live_io:
             return Verdict.LIVE
         if not self.existed:
             return Verdict.MISS
-        if self.facts.new_count:
+        if self._new_count():
             return Verdict.PARTIAL
         if unused:
             return Verdict.UNUSED
         return Verdict.HIT
 
     def _document(self) -> dict[str, Any]:
-        return Cassette.new_document(self.nodeid, self.facts.to_yaml())
+        sections: dict[str, Any] = {}
+        for recorder in self.recorders:
+            sections.update(recorder.to_yaml())
+        if not self.mode.records and self.context.recorded is not None:
+            # An appending replay keeps every section it did not touch.
+            for name, value in self.context.recorded.items():
+                sections.setdefault(name, value)
+        return Cassette.new_document(self.nodeid, sections)

@@ -40,7 +40,7 @@ def test_a_repeated_key_is_a_sequence_and_keys_do_not_shift_each_other(tmp_path)
     assert rep.fact("b", next, counter) == 1
     assert rep.fact("a", next, counter) == 0
     assert rep.fact("a", next, counter) == 2
-    assert rep.unused() == []
+    assert rep.unused_facts() == []
 
 
 def test_equal_values_share_one_payload(tmp_path):
@@ -178,4 +178,4 @@ def test_threads_with_their_own_keys_replay_their_own_values(tmp_path):
 
     first, rep, _ = record_then_replay(tmp_path, body)
     assert body(rep) == first
-    assert rep.unused() == []
+    assert rep.unused_facts() == []

@@ -112,7 +112,7 @@ def test_replay_reports_unused_facts_without_failing(rt, monkeypatch):
     strict = rt.run("--replay=strict")
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines(
-        ["*replay_unused: 1 recorded fact(s) were never used by the test*", "*'b'#0*", "*Fix:*"]
+        ["*replay_unused: 1 recorded item(s) were never used by the test*", "*fact 'b'#0*", "*Fix:*"]
     )
 
 
