@@ -29,6 +29,14 @@ KNOWN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cassette": (_is_str_or_none, "a cassette file name (relative, no '..')"),
     "missing_fact_retryable": (_is_bool, "True or False"),
     "blob_threshold": (_is_nonneg_int, "a byte count >= 0"),
+    # step outputs
+    "strategy": (lambda v: v in ("live", "mocked"), "'live' or 'mocked'"),
+    "match": (lambda v: v in ("strict", "tolerant"), "'strict' or 'tolerant'"),
+    "tolerance": (
+        lambda v: v is None or isinstance(v, (int, float, dict)) or hasattr(v, "tokens"),
+        "a Drift, a dict like {'tokens': 0.05, 'cost': 0.1}, or a number",
+    ),
+    "policy": (lambda v: v is None or hasattr(v, "check"), "a replay.Policy(...) or None"),
 }
 
 

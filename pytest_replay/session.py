@@ -12,6 +12,7 @@ from .cassette import Cassette, save_document
 from .context import Recorder, RecorderContext
 from .diffs import DiffStore
 from .errors import CassetteWriteError, MissingCassette, ReplayError, UnusedItems
+from .extensions import installers
 from .facts import FactLog
 from .modes import Mode
 
@@ -97,6 +98,8 @@ class ReplaySession:
             shown=shown,
         )
         self.recorders: list[Recorder] = [self.facts]
+        for install in installers():
+            self.recorders.append(install(self))
         self.fact = self.facts.fact
         self.afact = self.facts.afact
         self.record_value = self.facts.record_value

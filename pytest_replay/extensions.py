@@ -1,0 +1,19 @@
+"""The kinds of recorded things beyond facts: each installs itself on a test's session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .context import Recorder
+    from .session import ReplaySession
+
+# Each installer builds its recorder from session.context, binds its public
+# methods onto the session (replay.step, replay.ring...) and returns it.
+Installer = Callable[["ReplaySession"], "Recorder"]
+
+
+def installers() -> list[Installer]:
+    """Imported lazily so a test that never records steps or rings never imports them."""
+    return []
