@@ -7,6 +7,7 @@ import datetime as _dt
 import difflib
 import io
 import json
+import operator
 import os
 import re
 import threading
@@ -14,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .blobs import BlobStore
@@ -37,8 +37,10 @@ from .modes import Mode
 T = TypeVar("T")
 
 HEX_INLINE_MAX = 64  # bytes up to this size stay readable in the YAML as hex
-_PID = re.compile(r"[0-9a-f]{64}")
 _json_loads = json.JSONDecoder().decode
+_MISS: Any = object()
+# Values handed out as they are; containers and arrays are copied first.
+_IMMUTABLE = frozenset({int, float, str, bool, type(None), bytes})
 
 # Which step (and attempt) a derived key belongs to; steps set it, facts read it.
 current_scope: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar(
@@ -66,10 +68,8 @@ def _copy_json(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class _Payload:
-    kind: str  # json | hex | blob
-    text: str
+# A stored payload: (kind, data) with kind json | hex | blob.
+_Payload = tuple[str, str]
 
 
 class PayloadTable:
@@ -84,10 +84,13 @@ class PayloadTable:
         self.blobs = blobs
         self.threshold = threshold
         self._raw: dict[str, _Payload] = {}
-        self._values: dict[str, Any] = {}
+        self.cache: dict[str, Any] = {}  # payload id -> decoded value
 
     def __contains__(self, pid: str) -> bool:
         return pid in self._raw
+
+    def ids(self) -> set[str]:
+        return set(self._raw)
 
     # -- recording
     def put(self, value: Any) -> str:
@@ -96,31 +99,31 @@ class PayloadTable:
             pid = digest(b"\x00bytes\x00" + data)
             if pid not in self._raw:
                 if len(data) <= HEX_INLINE_MAX:
-                    self._raw[pid] = _Payload("hex", data.hex())
+                    self._raw[pid] = ("hex", data.hex())
                 else:
-                    self._raw[pid] = _Payload("blob", self.blobs.put(data, "bin"))
+                    self._raw[pid] = ("blob", self.blobs.put(data, "bin"))
             return pid
         if _is_array(value):
             data = _npy_bytes(value)
             pid = digest(b"\x00npy\x00" + data)
             if pid not in self._raw:
-                self._raw[pid] = _Payload("blob", self.blobs.put(data, "npy"))
+                self._raw[pid] = ("blob", self.blobs.put(data, "npy"))
             return pid
         text = canonical_json(value)  # raises NotCanonical
         pid = digest(text)
         if pid not in self._raw:
             if len(text) > self.threshold:
-                self._raw[pid] = _Payload("blob", self.blobs.put(text.encode("utf-8"), "json"))
+                self._raw[pid] = ("blob", self.blobs.put(text.encode("utf-8"), "json"))
             else:
-                self._raw[pid] = _Payload("json", text)
+                self._raw[pid] = ("json", text)
         return pid
 
     # -- replaying
     def value(self, pid: str) -> Any:
         try:
-            value = self._values[pid]
+            value = self.cache[pid]
         except KeyError:
-            value = self._values[pid] = self._decode(pid)
+            value = self.cache[pid] = self._decode(pid)
         if isinstance(value, (dict, list)):
             return _copy_json(value)
         if _is_array(value):
@@ -137,12 +140,12 @@ class PayloadTable:
                 "pytest --replay=record {test}",
             )
         try:
-            if raw.kind == "json":
-                return _json_loads(raw.text)
-            if raw.kind == "hex":
-                return bytes.fromhex(raw.text)
-            data = self.blobs.get(raw.text)
-            ext = raw.text.rsplit(".", 1)[-1]
+            if raw[0] == "json":
+                return _json_loads(raw[1])
+            if raw[0] == "hex":
+                return bytes.fromhex(raw[1])
+            data = self.blobs.get(raw[1])
+            ext = raw[1].rsplit(".", 1)[-1]
             if ext == "json":
                 return _json_loads(data.decode("utf-8"))
             if ext == "npy":
@@ -153,44 +156,72 @@ class PayloadTable:
         except (ValueError, UnicodeDecodeError) as exc:
             raise FactPayloadDecodeFailed(
                 f"failed to decode fact payload: {exc}",
-                place=f"payload {pid} ({raw.kind} {raw.text[:40]})",
+                place=f"payload {pid} ({raw[0]} {raw[1][:40]})",
                 fix="the cassette was edited by hand or corrupted; re-record: "
                 "pytest --replay=record {test}",
             ) from None
 
     # -- YAML
     def to_yaml(self, used: set[str]) -> Block | None:
-        lines = [f"{pid} {self._raw[pid].kind} {self._raw[pid].text}\n" for pid in sorted(used)]
+        raw = self._raw
+        lines = [f"{pid} {raw[pid][0]} {raw[pid][1]}\n" for pid in sorted(used)]
         return Block("".join(lines)) if lines else None
 
     def load_yaml(self, text: Any, shown: str) -> None:
+        """Parse ``<id> <kind> <data>`` lines, decoding every value up front.
+
+        Written for 100k-line blocks: C-level splits and one JSON parse for
+        all inline values; a line-by-line check runs only to name a bad line.
+        """
         if text is None:
             return
-        if not isinstance(text, str):
-            raise CassetteError("section 'payloads' must be a text block", cassette=shown)
-        for lineno, line in enumerate(text.splitlines(), 1):
-            parts = line.split(" ", 2)
-            if (
-                len(parts) != 3
-                or not _PID.fullmatch(parts[0])
-                or parts[1]
-                not in (
-                    "json",
-                    "hex",
-                    "blob",
-                )
-            ):
-                raise CassetteError(
-                    "payload line is not '<64 hex id> json|hex|blob <data>'",
-                    cassette=shown,
-                    place=f"payloads line {lineno}: {line[:80]!r}",
-                    fix="restore the cassette from version control, or re-record: "
-                    "pytest --replay=record {test}",
-                )
-            self._raw[parts[0]] = _Payload(parts[1], parts[2])
-            if parts[1] == "blob":
-                # Verify on load: a tampered blob fails before the test runs.
-                self._values[parts[0]] = self._decode(parts[0])
+        lines = _block(text, "payloads", shown)
+        parts = [line.split(" ", 2) for line in lines]
+        ids = [p[0] for p in parts]
+        if not (
+            all(len(p) == 3 for p in parts) and _valid_ids(ids) and {p[1] for p in parts} <= _KINDS
+        ):
+            _bad_line(lines, _PAYLOAD_LINE, "payloads", "'<64 hex id> json|hex|blob <data>'", shown)
+        self._raw.update(zip(ids, map(_KIND_AND_DATA, parts), strict=True))
+        json_rows = [(p[0], p[2]) for p in parts if p[1] == "json"]
+        values = _json_array([data for _, data in json_rows])
+        if values is not None:
+            self.cache.update(zip([pid for pid, _ in json_rows], values, strict=True))
+        # Anything else (hex, blobs, or a bad JSON line) one by one; blobs are
+        # verified here, so a tampered one fails before the test runs.
+        for pid in ids:
+            if pid not in self.cache:
+                self.cache[pid] = self._decode(pid)
+
+
+_KINDS = frozenset({"json", "hex", "blob"})
+_KIND_AND_DATA = operator.itemgetter(1, 2)
+
+
+def _block(text: Any, section: str, shown: str) -> list[str]:
+    if not isinstance(text, str):
+        raise CassetteError(f"section {section!r} must be a text block", cassette=shown)
+    return text.splitlines()
+
+
+def _valid_ids(ids: list[str]) -> bool:
+    """Every id is 64 hex digits (one fromhex call checks them all)."""
+    if not set(map(len, ids)) <= {64}:
+        return False
+    try:
+        bytes.fromhex("".join(ids))
+    except ValueError:
+        return False
+    return True
+
+
+def _json_array(texts: list[str]) -> list[Any] | None:
+    """Decode many JSON texts with one C-level parse; None if any is bad."""
+    try:
+        values = _json_loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        return None
+    return values if len(values) == len(texts) else None
 
 
 def _is_array(value: Any) -> bool:
@@ -214,29 +245,38 @@ def _npy_load(data: bytes) -> Any:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def _parse_index(text: Any, shown: str) -> list[tuple[str, str]]:
-    if text is None:
-        return []
-    if not isinstance(text, str):
-        raise CassetteError("section 'facts' must be a text block", cassette=shown)
-    pairs = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        key_text, _, pid = line.rpartition(" ")
-        try:
-            key = key_text[1:-1] if "\\" not in key_text else _json_loads(key_text)
-            ok = key_text[:1] == '"' and key_text[-1:] == '"' and isinstance(key, str)
-        except ValueError:
-            ok = False
-        if not ok or not _PID.fullmatch(pid):
+_FACT_LINE = re.compile(r'"((?:[^"\\]|\\.)*)" ([0-9a-fA-F]{64})')
+_PAYLOAD_LINE = re.compile(r"([0-9a-fA-F]{64}) (json|hex|blob) (.*)")
+
+
+def _bad_line(
+    lines: list[str], pattern: re.Pattern[str], section: str, shape: str, shown: str
+) -> None:
+    for lineno, line in enumerate(lines, 1):
+        if not pattern.fullmatch(line) or (
+            section == "facts" and _json_array([line.rpartition(" ")[0]]) is None
+        ):
             raise CassetteError(
-                "fact line is not '\"<key>\" <64 hex payload id>'",
+                f"{section} line is not {shape}",
                 cassette=shown,
-                place=f"facts line {lineno}: {line[:80]!r}",
+                place=f"{section} line {lineno}: {line[:80]!r}",
                 fix="restore the cassette from version control, or re-record: "
                 "pytest --replay=record {test}",
             )
-        pairs.append((key, pid))
-    return pairs
+    raise CassetteError(f"section {section!r} is malformed", cassette=shown)
+
+
+def _parse_index(text: Any, shown: str) -> list[tuple[str, str]]:
+    """``"<json key>" <payload id>`` lines, parsed with C-level splits and one JSON parse."""
+    if text is None:
+        return []
+    lines = _block(text, "facts", shown)
+    parts = [line.rpartition(" ") for line in lines]
+    ids = [p[2] for p in parts]
+    keys = _json_array([p[0] for p in parts])
+    if keys is None or not _valid_ids(ids) or not all(type(k) is str for k in keys):
+        _bad_line(lines, _FACT_LINE, "facts", "'\"<key>\" <64 hex payload id>'", shown)
+    return list(zip(keys, ids, strict=True))  # type: ignore[arg-type]
 
 
 def _key_line(key: str, pid: str) -> str:
@@ -263,48 +303,61 @@ class FactLog:
         self._on_error = on_error or (lambda e: e)
         self._lock = threading.Lock()
         self._order: list[tuple[str, str]] = []  # recorded facts, file order
-        self._index: dict[str, list[str]] = {}
-        self._cursor: dict[str, int] = {}
+        self._index: dict[str, list[str]] = {}  # key -> payload ids, k-th call gets k-th
+        # Replay hands out ids through list iterators: next() is atomic under the
+        # GIL, so concurrent callers never get the same value and need no lock.
+        self._iters: dict[str, Iterator[str]] = {}
         self._derived: dict[str, int] = {}
         self._new: list[tuple[str, str]] = []  # recorded or appended by this run
         self._values: dict[str, str] = {}  # record_value key -> payload id, this run
-        self.served = 0
         if recorded is not None:
             self.payloads.load_yaml(recorded.get("payloads"), shown)
             self._order = _parse_index(recorded.get("facts"), shown)
+            index = self._index
             for key, pid in self._order:
-                if pid not in self.payloads:
-                    raise CassetteError(
-                        "a fact points at a payload the cassette does not hold",
-                        cassette=shown,
-                        place=f"fact {key!r} -> {pid}",
-                        fix="restore the cassette from version control, or re-record: "
-                        "pytest --replay=record {test}",
-                    )
-                self._index.setdefault(key, []).append(pid)
+                ids = index.get(key)
+                if ids is None:
+                    index[key] = [pid]
+                else:
+                    ids.append(pid)
+            missing = {pid for _, pid in self._order} - self.payloads.ids()
+            if missing:
+                key = next(k for k, p in self._order if p in missing)
+                raise CassetteError(
+                    "a fact points at a payload the cassette does not hold",
+                    cassette=shown,
+                    place=f"fact {key!r} -> {sorted(missing)[0]}",
+                    fix="restore the cassette from version control, or re-record: "
+                    "pytest --replay=record {test}",
+                )
+            self._iters = {key: iter(ids) for key, ids in index.items()}
         self._live = mode.live_io
         self._keeps = mode.records
+        self._cache = self.payloads.cache
+        # Bind the mode's implementation once: the replay hot path has no mode test.
+        self.fact = self._fact_live if self._live else self._fact_replay  # type: ignore[method-assign]
 
     # -- public API (the replay fixture hands these out directly) ------------------
 
     def fact(self, key: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Live on record, from the cassette on replay; the k-th call gets the k-th value."""
+        raise NotImplementedError  # replaced per instance in __init__
+
+    def _fact_replay(self, key: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        __tracebackhide__ = True
+        it = self._iters.get(key) if type(key) is str else None
+        pid = next(it, None) if it is not None else None
+        if pid is None:
+            return self._missing(key, fn, args, kwargs)  # type: ignore[no-any-return]
+        value = self._cache.get(pid, _MISS)
+        if type(value) in _IMMUTABLE:
+            return value  # type: ignore[no-any-return]
+        return self.payloads.value(pid)  # type: ignore[no-any-return]  # decodes or copies
+
+    def _fact_live(self, key: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         __tracebackhide__ = True
         if type(key) is not str or not key:
             self._raise_missing_key(key)
-        if not self._live:
-            with self._lock:
-                k = self._cursor.get(key, 0)
-                recorded = self._index.get(key)
-                if recorded is not None and k < len(recorded):
-                    self._cursor[key] = k + 1
-                    self.served += 1
-                    pid = recorded[k]
-                else:
-                    pid = None
-            if pid is not None:
-                return self.payloads.value(pid)  # type: ignore[no-any-return]
-            return self._missing(key, k, fn, args, kwargs)  # type: ignore[no-any-return]
         value = fn(*args, **kwargs)
         if self._keeps:
             self._keep(key, value)
@@ -329,8 +382,9 @@ class FactLog:
             self._raise_missing_key(key)
         with self._lock:
             if not self._live and self._index.get(key):
-                self._cursor[key] = max(self._cursor.get(key, 0), 1)
-                self.served += 1
+                it = self._iters[key]
+                if self._used(key) == 0:
+                    next(it, None)
                 return self._index[key][0]
             if key in self._values:
                 return self._values[key]
@@ -345,7 +399,7 @@ class FactLog:
                 self._new.append((key, pid))
             if not self._live:
                 self._index[key] = [pid]
-                self._cursor[key] = 1
+                self._iters[key] = iter(())
         return pid
 
     def now_millis(self) -> int:
@@ -420,9 +474,13 @@ class FactLog:
         """Recorded facts this run never asked for, as (key, ordinal)."""
         out = []
         for key, pids in self._index.items():
-            used = self._cursor.get(key, 0)
-            out.extend((key, k) for k in range(used, len(pids)))
+            out.extend((key, k) for k in range(self._used(key), len(pids)))
         return out
+
+    @property
+    def served(self) -> int:
+        """Recorded facts handed out so far."""
+        return sum(self._used(key) for key in self._index)
 
     def unused(self) -> list[str]:
         return [f"fact {key!r}#{k}" for key, k in self.unused_facts()]
@@ -442,9 +500,14 @@ class FactLog:
 
     # -- internals -------------------------------------------------------------------
 
+    def _used(self, key: str) -> int:
+        ids = self._index.get(key, ())
+        it = self._iters.get(key)
+        return len(ids) - (it.__length_hint__() if it is not None else 0)  # type: ignore[attr-defined]
+
     def _has_next(self, key: str) -> bool:
-        recorded = self._index.get(key)
-        return recorded is not None and self._cursor.get(key, 0) < len(recorded)
+        it = self._iters.get(key)
+        return it is not None and it.__length_hint__() > 0  # type: ignore[attr-defined]
 
     def _encode(self, key: str, value: Any) -> str:
         __tracebackhide__ = True
@@ -467,8 +530,10 @@ class FactLog:
         with self._lock:
             self._new.append((key, pid))
 
-    def _missing(self, key: str, k: int, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def _missing(self, key: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         __tracebackhide__ = True
+        if type(key) is not str or not key:
+            self._raise_missing_key(key)
         if self.retryable and self.mode is Mode.REPLAY:
             # The seed's retryable missing fact: fetch live once and append.
             value = fn(*args, **kwargs)
@@ -476,9 +541,9 @@ class FactLog:
             with self._lock:
                 self._new.append((key, pid))
                 self._index.setdefault(key, []).append(pid)
-                self._cursor[key] = self._cursor.get(key, 0) + 1
+                self._iters[key] = iter(())  # exhausted: the next call is fetched too
             return value
-        raise self._error(self._missing_error(key, k))
+        raise self._error(self._missing_error(key, self._used(key)))
 
     def _missing_error(self, key: str, k: int) -> MissingFact:
         recorded = self._index.get(key, [])
