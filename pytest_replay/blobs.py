@@ -38,6 +38,7 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._pending: dict[str, bytes] = {}
 
     def path_for(self, name: str) -> Path:
         if not _NAME.match(name):
@@ -48,16 +49,34 @@ class BlobStore:
         return self.root / name
 
     def put(self, data: bytes, ext: str) -> str:
-        """Store bytes (idempotent) and return the blob name ``<hex>.<ext>``."""
+        """Stage bytes and return the blob name ``<hex>.<ext>``; ``flush`` writes them.
+
+        Staging means a test that fails while recording leaves no orphan
+        blobs behind: only a cassette that is saved brings its blobs.
+        """
         name = f"{digest(data)}.{ext}"
-        path = self.root / name
-        if not path.exists():
-            atomic_write(path, data)
+        self._pending[name] = data
         return name
+
+    def flush(self) -> int:
+        """Write every staged blob that is not on disk yet; returns how many were written."""
+        written = 0
+        for name, data in self._pending.items():
+            path = self.root / name
+            if not path.exists():
+                atomic_write(path, data)
+                written += 1
+        self._pending.clear()
+        return written
+
+    def discard(self) -> None:
+        self._pending.clear()
 
     def get(self, name: str) -> bytes:
         """Read a blob and verify its bytes against the digest in its name."""
         path = self.path_for(name)
+        if name in self._pending:
+            return self._pending[name]
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -78,4 +97,4 @@ class BlobStore:
         return data
 
     def exists(self, name: str) -> bool:
-        return (self.root / name).is_file()
+        return name in self._pending or (self.root / name).is_file()

@@ -157,6 +157,7 @@ class ReplaySession:
         result = self.result(failed=False, unused=len(unused))
         if self._should_save():
             try:
+                self.context.blobs.flush()
                 result.wrote = save_document(self.cassette, self._document())
             except OSError as exc:
                 raise self.error(

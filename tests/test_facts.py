@@ -20,7 +20,14 @@ def record_then_replay(tmp_path, body, mode=Mode.REPLAY, retryable=False):
     rec = FactLog(mode=Mode.RECORD, blobs=blobs, threshold=64, retryable=False)
     first = body(rec)
     doc = rec.to_yaml()
-    rep = FactLog(mode=mode, blobs=blobs, threshold=64, retryable=retryable, recorded=doc)
+    blobs.flush()
+    rep = FactLog(
+        mode=mode,
+        blobs=BlobStore(tmp_path / ".blobs"),  # a fresh store: read back from disk
+        threshold=64,
+        retryable=retryable,
+        recorded=doc,
+    )
     return first, rep, doc
 
 

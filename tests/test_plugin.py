@@ -52,6 +52,12 @@ def test_a_tampered_blob_fails_on_load(rt):
     )
 
 
+def test_a_test_failing_while_recording_leaves_no_blobs(rt):
+    rt.module("def test_big(replay):\n    replay.fact('big', lambda: 'x' * 10000)\n    assert False\n")
+    rt.record().assert_outcomes(failed=1)
+    assert not (rt.root / "cassettes").exists()
+
+
 def test_an_error_swallowed_by_the_code_still_fails_the_test(rt, monkeypatch):
     rt.module(
         """
