@@ -233,6 +233,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         _terse(session.before_call)
         outcome = yield
         results.append(_terse(session.after_call))
+    except pytest.skip.Exception:
+        results.append(session.failed_result(skipped=True))
+        raise
     except BaseException:
         results.append(session.failed_result())
         raise

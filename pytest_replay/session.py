@@ -170,9 +170,10 @@ class ReplaySession:
             result.new = not self.existed
         return result
 
-    def failed_result(self) -> TestResult:
-        result = self.result(failed=True, unused=0)
-        result.not_saved = self._should_save()
+    def failed_result(self, *, skipped: bool = False) -> TestResult:
+        """A test that did not pass: nothing saved; a skip is not a failure."""
+        result = self.result(failed=not skipped, unused=0)
+        result.not_saved = not skipped and self._should_save()
         return result
 
     def result(self, *, failed: bool, unused: int) -> TestResult:

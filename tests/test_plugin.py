@@ -53,9 +53,22 @@ def test_a_tampered_blob_fails_on_load(rt):
 
 
 def test_a_test_failing_while_recording_leaves_no_blobs(rt):
-    rt.module("def test_big(replay):\n    replay.fact('big', lambda: 'x' * 10000)\n    assert False\n")
+    rt.module(
+        "def test_big(replay):\n    replay.fact('big', lambda: 'x' * 10000)\n    assert False\n"
+    )
     rt.record().assert_outcomes(failed=1)
     assert not (rt.root / "cassettes").exists()
+
+
+def test_a_skipped_test_is_neither_saved_nor_failed(rt):
+    rt.module(
+        "import pytest\ndef test_s(replay):\n    replay.fact('a', lambda: 1)\n    pytest.skip('later')\n"
+    )
+    result = rt.record()
+    result.assert_outcomes(skipped=1)
+    assert rt.cassettes() == []
+    result.stdout.fnmatch_lines(["mode record: 1 test(s) used replay; -"])
+    assert "NOT SAVED" not in result.stdout.str()
 
 
 def test_an_error_swallowed_by_the_code_still_fails_the_test(rt, monkeypatch):
