@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy  # noqa: F401 - imported once here: pytester's inner runs cannot re-import it
 import pytest
 
 

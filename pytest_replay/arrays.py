@@ -1,0 +1,131 @@
+"""replay.check_array: arrays recorded as .npy blobs, compared on replay on their own device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .compare.arrays import array_to_npy_bytes, compare_arrays, npy_bytes_to_array
+from .context import RecorderContext
+from .errors import ArrayDiff, CassetteError, ConfigError, rerecord_fix
+from .modes import Mode
+
+
+class ArrayChecks:
+    """The ``arrays:`` section: ``{name, ordinal, blob, shape, dtype}`` per check.
+
+    A name checked several times in one test is a sequence, like fact keys.
+    """
+
+    def __init__(self, ctx: RecorderContext) -> None:
+        self.ctx = ctx
+        self._recorded: dict[str, list[dict[str, Any]]] = {}
+        self._used: dict[str, int] = {}
+        self._new: list[dict[str, Any]] = []
+        entries = ctx.section("arrays", [])
+        if not isinstance(entries, list) or not all(_valid_entry(e) for e in entries):
+            raise CassetteError(
+                "section 'arrays' must be a list of {name, blob, shape, dtype}",
+                cassette=ctx.shown,
+                fix="restore the cassette from version control, or re-record: "
+                "pytest --replay=record {test}",
+            )
+        for entry in entries:
+            self._recorded.setdefault(entry["name"], []).append(entry)
+
+    def check_array(
+        self,
+        name: str,
+        array: Any,
+        *,
+        rtol: float | None = None,
+        atol: float | None = None,
+        max_mismatch: int = 0,
+        ulp: int | None = None,
+    ) -> None:
+        """Record ``array`` (record mode) or compare it with the recording (replay modes)."""
+        __tracebackhide__ = True
+        mode = self.ctx.mode
+        if mode is Mode.OFF:
+            return
+        k = self._used.get(name, 0)
+        self._used[name] = k + 1
+        if mode.records:
+            blob = self.ctx.blobs.put(array_to_npy_bytes(array), "npy")
+            self._new.append(
+                {
+                    "name": name,
+                    "ordinal": k,
+                    "blob": blob,
+                    "shape": list(getattr(array, "shape", ())),
+                    "dtype": str(getattr(array, "dtype", "")),
+                }
+            )
+            return
+        entries = self._recorded.get(name, [])
+        if k >= len(entries):
+            raise self.ctx.error(
+                ArrayDiff(
+                    f"array {name!r} check #{k + 1} was not recorded",
+                    place=f"array {name!r} ordinal {k}",
+                    recorded=f"{len(entries)} check(s) of this name",
+                    current=f"check #{k + 1}",
+                    fix=rerecord_fix(),
+                )
+            )
+        recorded = npy_bytes_to_array(self.ctx.blobs.get(entries[k]["blob"]))
+        try:
+            result = compare_arrays(
+                name, recorded, array, rtol=rtol, atol=atol, max_mismatch=max_mismatch, ulp=ulp
+            )
+        except (TypeError, ValueError) as exc:
+            raise self.ctx.error(
+                ConfigError(
+                    f"check_array({name!r}) arguments are not valid: {exc}",
+                    fix="see docs/arrays.md for rtol/atol/ulp/max_mismatch",
+                )
+            ) from None
+        if not result:
+            raise self.ctx.error(
+                ArrayDiff(
+                    result.summary,
+                    place=result.place,
+                    recorded=result.recorded,
+                    current=result.current,
+                    details=result.details,
+                    payload=result.payload,
+                    fix="if the new values are right, re-record: pytest --replay=record {test}",
+                )
+            )
+
+    # -- Recorder protocol --------------------------------------------------------
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {"arrays": self._new} if self._new else {}
+
+    def unused(self) -> list[str]:
+        return [
+            f"array {name!r}#{k}"
+            for name, entries in self._recorded.items()
+            for k in range(self._used.get(name, 0), len(entries))
+        ]
+
+    @property
+    def new_count(self) -> int:
+        return 0  # a replay never appends arrays: an unrecorded check fails
+
+    def finish(self) -> None:
+        """Array checks happen where the test calls them."""
+
+
+def _valid_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("name"), str)
+        and isinstance(entry.get("blob"), str)
+    )
+
+
+def install(session: Any) -> ArrayChecks:
+    checks = ArrayChecks(session.context)
+    session.check_array = checks.check_array
+    return checks
