@@ -116,6 +116,9 @@ class ArrayChecks:
     def finish(self) -> None:
         """Array checks happen where the test calls them."""
 
+    def save_files(self) -> None:
+        """Everything this kind saves is in the cassette or the blob store."""
+
 
 def _valid_entry(entry: Any) -> bool:
     return (

@@ -46,3 +46,6 @@ class Recorder(Protocol):
 
     def finish(self) -> None:
         """Checks that can only run once the test body is done; raise on failure."""
+
+    def save_files(self) -> None:
+        """Write side files that go with a saved cassette (ring logs); blobs are flushed apart."""

@@ -17,5 +17,6 @@ Installer = Callable[["ReplaySession"], "Recorder"]
 def installers() -> list[Installer]:
     """Imported lazily so a test that never records steps or rings never imports them."""
     from .arrays import install as arrays
+    from .ring.section import install as rings
 
-    return [arrays]
+    return [arrays, rings]

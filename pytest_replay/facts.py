@@ -58,6 +58,24 @@ def scope(state: str, attempt: int) -> Iterator[None]:
         current_scope.reset(token)
 
 
+# Keys of the facts recorded inside a taken() block; a step stores them so a
+# mocked replay, which does not run the step, can account for them (skip()).
+_taken: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "pytest_replay_taken", default=None
+)
+
+
+@contextmanager
+def taken() -> Iterator[list[str]]:
+    """The keys of the facts recorded inside the block, in order (this context only)."""
+    keys: list[str] = []
+    token = _taken.set(keys)
+    try:
+        yield keys
+    finally:
+        _taken.reset(token)
+
+
 def _copy_json(value: Any) -> Any:
     # Replayed containers are handed out fresh, so a test that mutates one
     # cannot change what a later call (or a shared payload) returns.
@@ -397,6 +415,7 @@ class FactLog:
             self._values[key] = pid
             if self._keeps or not self._live:
                 self._new.append((key, pid))
+                _note_taken(key)
             if not self._live:
                 self._index[key] = [pid]
                 self._iters[key] = iter(())
@@ -485,8 +504,24 @@ class FactLog:
     def unused(self) -> list[str]:
         return [f"fact {key!r}#{k}" for key, k in self.unused_facts()]
 
+    def skip(self, key: str, count: int = 1) -> int:
+        """Mark the next ``count`` recorded values of ``key`` used without serving them.
+
+        A step replayed ``mocked`` does not run: the facts it took when it was
+        recorded are accounted for by the step instead of reported unused.
+        Returns how many were skipped.
+        """
+        it = self._iters.get(key)
+        skipped = 0
+        while it is not None and skipped < count and next(it, None) is not None:
+            skipped += 1
+        return skipped
+
     def finish(self) -> None:
         """Facts have nothing to check after the test body."""
+
+    def save_files(self) -> None:
+        """Everything this kind saves is in the cassette or the blob store."""
 
     def to_yaml(self) -> dict[str, Any]:
         """The ``facts``/``payloads`` sections to save (new recording, or old + appended)."""
@@ -529,6 +564,7 @@ class FactLog:
         pid = self._encode(key, value)
         with self._lock:
             self._new.append((key, pid))
+        _note_taken(key)
 
     def _missing(self, key: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         __tracebackhide__ = True
@@ -587,6 +623,12 @@ class FactLog:
 
     def _error(self, err: ReplayError) -> ReplayError:
         return self._on_error(err)
+
+
+def _note_taken(key: str) -> None:
+    keys = _taken.get()
+    if keys is not None:
+        keys.append(key)
 
 
 def _now_millis() -> int:

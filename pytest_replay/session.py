@@ -158,6 +158,8 @@ class ReplaySession:
         if self._should_save():
             try:
                 self.context.blobs.flush()
+                for recorder in self.recorders:
+                    recorder.save_files()
                 result.wrote = save_document(self.cassette, self._document())
             except OSError as exc:
                 raise self.error(

@@ -1,0 +1,129 @@
+"""replay.ring: the cassette's rings section, .vrrl sidecars, and the stream diff at test end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..cassette import sanitize_component
+from ..context import RecorderContext
+from ..errors import CassetteError, ConfigError, RingDiff, RingLogError, rerecord_fix
+from ..modes import Mode
+from .log import read_records
+from .recorder import RingRecorder, diff_streams, stream_digest
+
+
+def sidecar_path(cassette: Path, ring_name: str) -> Path:
+    """``<cassette stem>.<ring name>.vrrl`` next to the cassette."""
+    return cassette.with_name(f"{cassette.stem}.{sanitize_component(ring_name)}.vrrl")
+
+
+class RingSet:
+    """The rings a test opened, recorded to sidecars or diffed against them."""
+
+    def __init__(self, ctx: RecorderContext) -> None:
+        self.ctx = ctx
+        self.rings: dict[str, RingRecorder] = {}
+        recorded = ctx.section("rings", {})
+        if not isinstance(recorded, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("log"), str) for v in recorded.values()
+        ):
+            raise CassetteError(
+                "section 'rings' must map ring names to {log, records, digest, capacity}",
+                cassette=ctx.shown,
+                fix="restore the cassette from version control, or re-record: "
+                "pytest --replay=record {test}",
+            )
+        self.recorded: dict[str, dict[str, Any]] = recorded
+
+    def ring(self, name: str, capacity: int, xp: ModuleType | str | None = None) -> RingRecorder:
+        """A ring whose slot table lives on the device (CuPy when it sees one, else NumPy)."""
+        __tracebackhide__ = True
+        if name in self.rings:
+            raise self.ctx.error(
+                ConfigError(
+                    f"ring {name!r} was already opened in this test",
+                    fix="give each ring of a test its own name",
+                )
+            )
+        ring = RingRecorder(name, capacity, xp)
+        self.rings[name] = ring
+        return ring
+
+    # -- Recorder protocol --------------------------------------------------------
+
+    def finish(self) -> None:
+        """Replay modes: diff every ring's stream against its recording, record by record."""
+        __tracebackhide__ = True
+        for ring in self.rings.values():
+            ring.drain()
+        if not self.ctx.mode.checks_outputs:
+            return
+        for name, ring in self.rings.items():
+            entry = self.recorded.get(name)
+            if entry is None:
+                raise self.ctx.error(
+                    RingDiff(
+                        f"ring {name!r} was not recorded",
+                        place=f"ring {name!r}",
+                        recorded=f"rings: {sorted(self.recorded) or 'none'}",
+                        current=f"{ring.published} publish(es)",
+                        fix=rerecord_fix(),
+                    )
+                )
+            path = self.ctx.cassette_path.parent / entry["log"]
+            try:
+                recorded = read_records(path)
+            except RingLogError as err:
+                raise self.ctx.error(err) from None
+            result = diff_streams(recorded, ring.stream(), name)
+            if not result:
+                raise self.ctx.error(
+                    RingDiff(
+                        result.summary,
+                        place=result.place,
+                        recorded=result.recorded,
+                        current=result.current,
+                        details=result.details,
+                        payload=result.payload,
+                        fix="if the new stream is right, re-record: pytest --replay=record {test}",
+                    )
+                )
+
+    def save_files(self) -> None:
+        """Write each ring's .vrrl (left untouched when only timestamps changed)."""
+        if self.ctx.mode is not Mode.RECORD:
+            return
+        for name, ring in self.rings.items():
+            path = sidecar_path(self.ctx.cassette_path, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ring.write_log(path)
+
+    def to_yaml(self) -> dict[str, Any]:
+        if not self.ctx.mode.records or not self.rings:
+            return {}
+        return {
+            "rings": {
+                name: {
+                    "log": sidecar_path(self.ctx.cassette_path, name).name,
+                    "records": len(ring.stream()),
+                    "capacity": ring.capacity,
+                    "digest": stream_digest(ring.stream()),
+                }
+                for name, ring in self.rings.items()
+            }
+        }
+
+    def unused(self) -> list[str]:
+        return [f"ring {name!r}" for name in self.recorded if name not in self.rings]
+
+    @property
+    def new_count(self) -> int:
+        return 0
+
+
+def install(session: Any) -> RingSet:
+    rings = RingSet(session.context)
+    session.ring = rings.ring
+    return rings
