@@ -11,6 +11,14 @@ from pathlib import Path
 from .canonical import digest
 from .errors import BlobError
 
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
 _NAME = re.compile(r"^([0-9a-f]{64})\.([a-z0-9]{1,8})$")
 
 
@@ -22,6 +30,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes 0600 files; a cassette is a normal repository file.
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

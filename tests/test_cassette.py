@@ -102,6 +102,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     path = tmp_path / "sub" / "c.yaml"
     save_document(path, _doc(x={"a": 1}))
     assert os.listdir(path.parent) == ["c.yaml"]
+    assert path.stat().st_mode & 0o644 == 0o644  # readable like any repository file
 
 
 def test_unknown_schema_version_is_a_clear_error():

@@ -54,3 +54,31 @@ def test_python_dash_m_runs_the_same_command(tmp_path):
         check=False,
     )
     assert proc.returncode == 0 and "0 ok, 0 failed" in proc.stdout
+
+
+def test_textconv_prints_a_ring_log_one_record_per_line(rt, capsys):
+    rt.module(
+        "def test_r(replay):\n"
+        "    ring = replay.ring('dispatch', capacity=8)\n"
+        "    ring.publish(opcode=7, tenant=3, args=(1, 2, 3, 4))\n"
+    )
+    rt.record().assert_outcomes(passed=1)
+    log = rt.root / "cassettes" / "test_mod" / "test_r.dispatch.vrrl"
+    assert main(["textconv", str(log)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == [
+        "0",
+        "slot=0",
+        "tenant=3",
+        "opcode=7",
+        "args=[1,2,3,4]",
+        "epoch=0",
+        "status=0",
+        "failure=0",
+        "backend=0",
+        "digest=0000000000000000",
+    ]
+    assert main(["check", str(rt.root)]) == 0
+    log.write_bytes(log.read_bytes()[:40])
+    assert main(["check", str(rt.root)]) == 1
+    assert "shorter than" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from ..cassette import Cassette
 from ..errors import ReplayError
 from ..facts import FactLog
 from ..modes import Mode
+from ..ring import read_records
 from .integrity import blob_root_for, check_cassette, find_cassettes
 
 
@@ -67,6 +68,29 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _textconv(args: argparse.Namespace) -> int:
+    """Stable text for ``git diff``: a .vrrl one record per line (timestamps left out)."""
+    path = Path(args.file)
+    if path.suffix != ".vrrl":
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+        return 0
+    try:
+        records = read_records(path)
+    except ReplayError as err:
+        print(err.render(), file=sys.stderr)
+        return 1
+    print(f"# {path.name}: {len(records)} record(s), VRRL0001 (timestamps not shown)")
+    for i, r in enumerate(records):
+        args_text = ",".join(str(int(a)) for a in r["args"])
+        print(
+            f"{i:>7} slot={int(r['slot_idx'])} tenant={int(r['tenant_id'])} "
+            f"opcode={int(r['opcode'])} args=[{args_text}] epoch={int(r['epoch'])} "
+            f"status={int(r['slot_status'])} failure={int(r['failure_class'])} "
+            f"backend={int(r['backend_code'])} digest={int(r['output_digest']):016x}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pytest-replay", description="Inspect pytest_replay cassettes."
@@ -80,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("cassette")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(run=_show)
+    textconv = sub.add_parser(
+        "textconv", help="print a cassette or .vrrl ring log as stable text for git diff"
+    )
+    textconv.add_argument("file")
+    textconv.set_defaults(run=_textconv)
     return parser
 
 

@@ -11,6 +11,7 @@ from ..cassette import Cassette
 from ..errors import ReplayError
 from ..facts import FactLog
 from ..modes import Mode
+from ..ring import read_records, stream_digest
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ def check_cassette(path: Path) -> Problem | None:
         )
         for pid in log.payload_ids():
             log.payloads.value(pid)
+        for name, entry in (cassette.section("rings") or {}).items():
+            records = read_records(path.parent / str(entry.get("log", "")))
+            if "digest" in entry and stream_digest(records) != entry["digest"]:
+                return Problem(path, f"ring {name!r}: {entry['log']} does not match its digest")
     except ReplayError as err:
         return Problem(path, err.render())
     return None
