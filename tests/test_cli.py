@@ -83,3 +83,20 @@ def test_textconv_prints_a_ring_log_one_record_per_line(rt, capsys):
     log.write_bytes(log.read_bytes()[:40])
     assert main(["check", str(rt.root)]) == 1
     assert "shorter than" in capsys.readouterr().out
+
+
+def test_show_tenant_scoping_never_shows_another_tenants_records(rt, capsys):
+    rt.module(
+        "import numpy as np\n"
+        "def test_r(replay):\n"
+        "    ring = replay.ring('dispatch', capacity=64)\n"
+        "    ring.publish_many(np.arange(30), np.arange(30) % 3)\n"
+    )
+    rt.record().assert_outcomes(passed=1)
+    capsys.readouterr()
+    assert main(["show", "--json", "--tenant", "2", str(rt.cassette("test_r"))]) == 0
+    rows = json.loads(capsys.readouterr().out)["rings"]["dispatch"]
+    assert len(rows) == 10 and {r["tenant"] for r in rows} == {2}
+    assert main(["show", "--tenant", "1", "--limit", "3", str(rt.cassette("test_r"))]) == 0
+    out = capsys.readouterr().out
+    assert "ring dispatch (tenant 1): 3 record(s)" in out and "tenant=0" not in out

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..blobs import BlobStore
@@ -32,39 +33,82 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _ring_row(index: int, record: Any) -> dict[str, Any]:
+    """One .vrrl record as plain fields (timestamps left out: they are IO, not behaviour)."""
+    return {
+        "index": index,
+        "slot": int(record["slot_idx"]),
+        "tenant": int(record["tenant_id"]),
+        "opcode": int(record["opcode"]),
+        "args": [int(a) for a in record["args"]],
+        "epoch": int(record["epoch"]),
+        "status": int(record["slot_status"]),
+        "failure": int(record["failure_class"]),
+        "backend": int(record["backend_code"]),
+        "digest": f"{int(record['output_digest']):016x}",
+    }
+
+
+def _ring_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['index']:>7} slot={row['slot']} tenant={row['tenant']} opcode={row['opcode']} "
+        f"args=[{','.join(map(str, row['args']))}] epoch={row['epoch']} status={row['status']} "
+        f"failure={row['failure']} backend={row['backend']} digest={row['digest']}"
+    )
+
+
+def _load_for_show(path: Path, tenant: int | None, limit: int | None) -> dict[str, Any]:
+    cassette = Cassette.load(path, blobs=BlobStore(blob_root_for(path)), shown=str(path))
+    log = FactLog(
+        mode=Mode.STRICT,
+        blobs=cassette.blobs,
+        threshold=0,
+        retryable=False,
+        recorded=cassette.doc,
+        shown=str(path),
+    )
+    facts = []
+    ordinals: dict[str, int] = {}
+    for key, pid in log.recorded_facts():
+        k = ordinals.get(key, 0)
+        ordinals[key] = k + 1
+        facts.append({"key": key, "ordinal": k, "payload": pid, "value": log.payloads.value(pid)})
+    rings = {}
+    for name, entry in sorted((cassette.section("rings") or {}).items()):
+        records = read_records(path.parent / str(entry.get("log", "")))
+        # Tenant scoping filters before the limit, so a page never shows another tenant.
+        rows = [
+            _ring_row(i, r)
+            for i, r in enumerate(records)
+            if tenant is None or int(r["tenant_id"]) == tenant
+        ]
+        rings[name] = rows[:limit] if limit is not None else rows
+    return {"test": cassette.test, "facts": facts[:limit] if limit else facts, "rings": rings}
+
+
 def _show(args: argparse.Namespace) -> int:
     path = Path(args.cassette)
     try:
-        cassette = Cassette.load(path, blobs=BlobStore(blob_root_for(path)), shown=str(path))
-        log = FactLog(
-            mode=Mode.STRICT,
-            blobs=cassette.blobs,
-            threshold=0,
-            retryable=False,
-            recorded=cassette.doc,
-            shown=str(path),
-        )
-        rows = []
-        ordinals: dict[str, int] = {}
-        for key, pid in log.recorded_facts():
-            k = ordinals.get(key, 0)
-            ordinals[key] = k + 1
-            rows.append(
-                {"key": key, "ordinal": k, "payload": pid, "value": log.payloads.value(pid)}
-            )
+        data = _load_for_show(path, args.tenant, args.limit)
     except ReplayError as err:
         print(err.render(), file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({"test": cassette.test, "facts": rows}, default=repr, indent=2))
+        print(json.dumps(data, default=repr, indent=2))
         return 0
-    print(f"{path}  ({cassette.test})")
-    print(f"facts: {len(rows)}")
-    for row in rows:
-        value = repr(row["value"])
-        if len(value) > 80:
-            value = value[:77] + "..."
-        print(f"  {row['key']}#{row['ordinal']}  {value}")
+    print(f"{path}  ({data['test']})")
+    if args.tenant is None:
+        print(f"facts: {len(data['facts'])}")
+        for row in data["facts"]:
+            value = repr(row["value"])
+            if len(value) > 80:
+                value = value[:77] + "..."
+            print(f"  {row['key']}#{row['ordinal']}  {value}")
+    for name, rows in data["rings"].items():
+        scope = f" (tenant {args.tenant})" if args.tenant is not None else ""
+        print(f"ring {name}{scope}: {len(rows)} record(s)")
+        for row in rows:
+            print("  " + _ring_line(row))
     return 0
 
 
@@ -80,14 +124,8 @@ def _textconv(args: argparse.Namespace) -> int:
         print(err.render(), file=sys.stderr)
         return 1
     print(f"# {path.name}: {len(records)} record(s), VRRL0001 (timestamps not shown)")
-    for i, r in enumerate(records):
-        args_text = ",".join(str(int(a)) for a in r["args"])
-        print(
-            f"{i:>7} slot={int(r['slot_idx'])} tenant={int(r['tenant_id'])} "
-            f"opcode={int(r['opcode'])} args=[{args_text}] epoch={int(r['epoch'])} "
-            f"status={int(r['slot_status'])} failure={int(r['failure_class'])} "
-            f"backend={int(r['backend_code'])} digest={int(r['output_digest']):016x}"
-        )
+    for i, record in enumerate(records):
+        print(_ring_line(_ring_row(i, record)))
     return 0
 
 
@@ -103,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="list what one cassette recorded")
     show.add_argument("cassette")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--tenant", type=int, help="only this tenant's ring records")
+    show.add_argument("--limit", type=int, help="at most N items per collection")
     show.set_defaults(run=_show)
     textconv = sub.add_parser(
         "textconv", help="print a cassette or .vrrl ring log as stable text for git diff"
