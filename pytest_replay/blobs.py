@@ -46,8 +46,9 @@ def atomic_write(path: Path, data: bytes) -> None:
 class BlobStore:
     """``<root>/<blake3 hex>.<ext>``; a blob's name is the digest of its bytes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shown: str | None = None) -> None:
         self.root = root
+        self.shown = shown or str(root)  # how messages name the store (relative to rootdir)
         self._pending: dict[str, bytes] = {}
 
     def path_for(self, name: str) -> Path:
@@ -92,17 +93,19 @@ class BlobStore:
         except OSError as exc:
             raise BlobError(
                 f"blob {name} cannot be read: {exc.strerror or exc}",
-                place=str(path),
-                fix="commit the .blobs directory with the cassettes, or re-record the test",
+                place=f"{self.shown}/{name}",
+                fix="commit the .blobs directory with the cassettes, or re-record: "
+                "pytest --replay=record {test}",
             ) from None
         actual = digest(data)
         if actual != name.split(".", 1)[0]:
             raise BlobError(
                 f"blob {name} does not match its digest (tampered or corrupted)",
-                place=str(path),
+                place=f"{self.shown}/{name}",
                 recorded=name.split(".", 1)[0],
                 current=actual,
-                fix="restore the blob from version control, or re-record the test",
+                fix="restore the blob from version control, or re-record: "
+                "pytest --replay=record {test}",
             )
         return data
 

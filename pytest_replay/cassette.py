@@ -81,6 +81,9 @@ def sanitize_component(name: str) -> str:
     if len(safe.encode("utf-8")) > MAX_NAME_BYTES:
         head = safe.encode("utf-8")[: MAX_NAME_BYTES - 17].decode("utf-8", "ignore")
         safe = f"{head}-{digest(name)[:16]}"
+    elif safe != name:
+        # 'a/b' and 'a_b' would otherwise share one file and replay each other.
+        safe = f"{safe}-{digest(name)[:8]}"
     return safe
 
 

@@ -130,7 +130,8 @@ class PayloadTable:
         text = canonical_json(value)  # raises NotCanonical
         pid = digest(text)
         if pid not in self._raw:
-            if len(text) > self.threshold:
+            size = len(text) if text.isascii() else len(text.encode("utf-8"))
+            if size > self.threshold:
                 self._raw[pid] = ("blob", self.blobs.put(text.encode("utf-8"), "json"))
             else:
                 self._raw[pid] = ("json", text)
@@ -388,10 +389,13 @@ class FactLog:
         async def call() -> Any:
             return await fn(*args, **kwargs)
 
-        if self._live or not self._has_next(key):
+        fetch_live = self._live or (
+            not self._has_next(key) and self.retryable and self.mode is Mode.REPLAY
+        )
+        if fetch_live:
             value = await call()
             return self.fact(key, lambda: value)
-        return self.fact(key, _unreachable)
+        return self.fact(key, _unreachable)  # served, or missing_fact without a live call
 
     def record_value(self, key: str, value: Any) -> str:
         """Store ``value`` under ``key`` once and return its payload id (idempotent)."""
@@ -616,7 +620,7 @@ class FactLog:
         raise self._error(
             MissingFactKey(
                 f"missing fact key for deterministic IO in {where} mode",
-                current=key,
+                current=repr(key),
                 fix="pass a non-empty str key: replay.fact('quote', fetch, ...)",
             )
         )

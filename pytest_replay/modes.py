@@ -55,9 +55,13 @@ def parse_mode(value: str, *, source: str) -> Mode:
     text = value.strip().lower()
     if text in MODES:
         return Mode(text)
+    if source.startswith("--"):
+        fix = f"use one of: {', '.join('--replay=' + m for m in MODES)}"
+    else:
+        fix = f"set {source} to one of: {', '.join(MODES)}"
     raise ConfigError(
         f"unknown replay mode {value!r} (from {source}); valid modes: {', '.join(MODES)}",
-        fix=f"use one of: {', '.join('--replay=' + m for m in MODES)}",
+        fix=fix,
     )
 
 

@@ -49,6 +49,7 @@ class ReplayRun:
             "blob_threshold": _int_ini(config, "replay_blob_threshold", DEFAULT_BLOB_THRESHOLD),
         }
         self.results: list[TestResult] = []
+        self.claimed: dict[Path, str] = {}  # cassette path -> the test that uses it
 
     def session_for(self, item: pytest.Item, fixture_config: Mapping[str, Any]) -> ReplaySession:
         marker: dict[str, Any] = {}
@@ -61,7 +62,9 @@ class ReplayRun:
                 )
             marker.update(mark.kwargs)
         settings = merge_settings(self.ini_settings, fixture_config, marker)
-        mode = effective_mode(self.mode, settings.get("mode"), source=f"{item.nodeid} settings")
+        mode = effective_mode(
+            self.mode, settings.get("mode"), source="mode in the replay marker or replay_config"
+        )
         parts = [n.name for n in item.listchain() if isinstance(n, pytest.Class)] + [item.name]
         module = Path(str(item.path))
         default = cassette_path(
@@ -71,14 +74,25 @@ class ReplayRun:
             replay_dir=self.replay_dir,
             name_override=settings.get("cassette"),
         )
-        path = item.config.hook.pytest_replay_cassette_path(item=item, default=default) or default
-        root = cassette_root(module, self.rootdir, self.replay_dir)
+        path = Path(
+            item.config.hook.pytest_replay_cassette_path(item=item, default=default) or default
+        )
+        shown = display_path(path, self.rootdir)
+        owner = self.claimed.setdefault(path, item.nodeid)
+        if owner != item.nodeid:
+            raise ConfigError(
+                f"this test's cassette is already used by {owner} in this run",
+                cassette=shown,
+                details=["two tests sharing a cassette would overwrite and replay each other"],
+                fix="give one of them its own name: @pytest.mark.replay(cassette='...')",
+            )
+        blob_root = cassette_root(module, self.rootdir, self.replay_dir) / ".blobs"
         return ReplaySession(
             nodeid=item.nodeid,
             mode=mode,
-            cassette_path=Path(path),
-            shown=display_path(Path(path), self.rootdir),
-            blobs=BlobStore(root / ".blobs"),
+            cassette_path=path,
+            shown=shown,
+            blobs=BlobStore(blob_root, display_path(blob_root, self.rootdir)),
             diffs=self.diffs,
             settings=settings,
             threshold=settings.get("blob_threshold", DEFAULT_BLOB_THRESHOLD),
@@ -113,9 +127,13 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def _conflict_message(how: str) -> str:
     return PluginConflict(
         f"two plugins claim --replay: pytest-replay-cassettes (pytest_replay) and {how}",
-        details=["they cannot be used in the same pytest run"],
-        fix="pip uninstall pytest-replay  (ESSS's plugin), or disable it for this run "
-        "with: pytest -p no:replay",
+        details=[
+            "they cannot be used in the same pytest run; note that '-p no:replay' would "
+            "block both, since pytest also blocks 'pytest_replay' for it"
+        ],
+        fix="pip uninstall pytest-replay  (ESSS's plugin), then reinstall "
+        "pytest-replay-cassettes (both ship a top-level pytest_replay package); or, for "
+        "one run: PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 pytest -p pytest_replay.plugin",
     ).render()
 
 

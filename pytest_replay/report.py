@@ -27,7 +27,8 @@ class ReplayReport:
                 c["recorded"] += 1
             if r.mode == "record" and r.unchanged:
                 c["unchanged"] += 1
-            if r.mode in ("replay", "strict") and r.verdict in ("HIT", "PARTIAL", "UNUSED"):
+            replayed = r.verdict in ("HIT", "PARTIAL", "UNUSED")
+            if r.mode in ("replay", "strict") and replayed and not r.failed:
                 c["replayed"] += 1
             if r.mode == "replay" and r.verdict == "MISS" and r.new:
                 c["new"] += 1

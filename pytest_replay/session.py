@@ -71,13 +71,29 @@ class ReplaySession:
         self._diffs = diffs
         self.raised: list[ReplayError] = []
         self.existed = cassette_path.exists()
+        try:
+            self._build(mode, cassette_path, shown, blobs, settings, threshold, hook)
+        except ReplayError as err:
+            # Loading failed (bad YAML, tampered blob...): say which test and file.
+            raise err.with_context(test=nodeid, cassette=shown) from None
+
+    def _build(
+        self,
+        mode: Mode,
+        cassette_path: Path,
+        shown: str,
+        blobs: BlobStore,
+        settings: Any,
+        threshold: int,
+        hook: Any,
+    ) -> None:
         recorded: Cassette | None = None
         if self.existed and mode is not Mode.RECORD and mode is not Mode.OFF:
             recorded = Cassette.load(cassette_path, blobs=blobs, shown=shown)
         # replay with no cassette yet: this test records (the DESIGN table).
         self.mode = Mode.RECORD if (mode is Mode.REPLAY and recorded is None) else mode
         self.context = RecorderContext(
-            nodeid=nodeid,
+            nodeid=self.nodeid,
             mode=self.mode,
             run_mode=mode,
             cassette_path=cassette_path,
@@ -174,7 +190,10 @@ class ReplaySession:
 
     def failed_result(self, *, skipped: bool = False) -> TestResult:
         """A test that did not pass: nothing saved; a skip is not a failure."""
-        result = self.result(failed=not skipped, unused=0)
+        unused = sum(len(recorder.unused()) for recorder in self.recorders)
+        result = self.result(failed=not skipped, unused=unused)
+        if any(err.kind.startswith("replay_missing") for err in self.raised):
+            result.verdict = Verdict.MISS.value  # the cassette lacked what the test asked
         result.not_saved = not skipped and self._should_save()
         return result
 

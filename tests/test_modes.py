@@ -109,10 +109,16 @@ def test_replay_reports_unused_facts_without_failing(rt, monkeypatch):
     result = rt.run("-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*1 unused*", "UNUSED test_mod.py::test_t -> *"])
-    strict = rt.run("--replay=strict")
+    strict = rt.run("--replay=strict", "-v")
     strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*1 unused, 1 failed*", "UNUSED test_mod.py::test_t -> *"])
+    assert "replayed" not in strict.stdout.str()
     strict.stdout.fnmatch_lines(
-        ["*replay_unused: 1 recorded item(s) were never used by the test*", "*fact 'b'#0*", "*Fix:*"]
+        [
+            "*replay_unused: 1 recorded item(s) were never used by the test*",
+            "*fact 'b'#0*",
+            "*Fix:*",
+        ]
     )
 
 
@@ -248,6 +254,26 @@ def test_bad_override_names_the_setting(rt):
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         ["*replay_config: unknown replay setting 'mdoe' in replay marker", "*known settings:*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_bad_mode_in_a_marker_says_how_to_fix_the_marker(rt):
+    rt.module(
+        """
+        import pytest
+        @pytest.mark.replay(mode="recrod")
+        def test_t(replay):
+            pass
+        """
+    )
+    result = rt.run()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*unknown replay mode 'recrod'*",
+            "*Fix: set mode in the replay marker or replay_config to one of: off, record, replay, strict",
+        ]
     )
     assert "Traceback" not in result.stdout.str()
 

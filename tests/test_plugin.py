@@ -47,9 +47,13 @@ def test_a_tampered_blob_fails_on_load(rt):
     result.stdout.fnmatch_lines(
         [
             "*replay_cassette: blob *.json does not match its digest (tampered or corrupted)",
-            "*Fix:*",
+            "*test:*test_mod.py::test_big",
+            "*cassette:*cassettes/test_mod/test_big.yaml",
+            "*at:*cassettes/.blobs/*.json",
+            "*Fix: restore the blob from version control, or re-record: pytest --replay=record 'test_mod.py::test_big'",
         ]
     )
+    assert f"at:        {rt.root}" not in result.stdout.str()  # paths shown relative
 
 
 def test_a_test_failing_while_recording_leaves_no_blobs(rt):
@@ -137,6 +141,27 @@ def test_async_fact_functions_are_awaited_only_live(rt):
     rt.run("-s", "--replay=strict").stdout.fnmatch_lines(["*CALLS 0*"])
 
 
+def test_async_fact_missing_in_strict_is_never_called_live(rt, monkeypatch):
+    rt.module(
+        """
+        import asyncio, os
+        async def fetch():
+            print("LIVE CALL")
+            return 1
+
+        def test_t(replay):
+            if os.environ.get("MORE"):
+                asyncio.run(replay.afact("new", fetch))
+        """
+    )
+    rt.record().assert_outcomes(passed=1)
+    monkeypatch.setenv("MORE", "1")
+    result = rt.run("-s", "--replay=strict")
+    result.assert_outcomes(failed=1)
+    assert "LIVE CALL" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*replay_missing_fact*"])
+
+
 def test_verbose_summary_gives_a_verdict_per_test(rt, monkeypatch):
     rt.pytester.makeini("[pytest]\nreplay_missing_fact_retryable = true\n")
     rt.module(
@@ -213,9 +238,41 @@ def test_marker_cassette_name_and_parametrized_ids(rt):
     )
     rt.record().assert_outcomes(passed=3)
     names = sorted(p.relative_to(rt.root).as_posix() for p in rt.cassettes())
-    assert names == [
-        "cassettes/test_mod/shared_name.yaml",
-        "cassettes/test_mod/test_p[______x].yaml",
-        "cassettes/test_mod/test_p[_etc].yaml",
-    ]
+    assert names[0] == "cassettes/test_mod/shared_name.yaml"
+    assert names[1].startswith("cassettes/test_mod/test_p[______x]-")
+    assert names[2].startswith("cassettes/test_mod/test_p[_etc]-")
     rt.run("--replay=strict").assert_outcomes(passed=3)
+
+
+def test_ids_that_sanitise_alike_still_get_their_own_cassettes(rt):
+    rt.module(
+        """
+        import pytest
+        @pytest.mark.parametrize("p", ["a/b", "a_b"])
+        def test_p(replay, p):
+            assert replay.fact("p", lambda: p) == p
+        """
+    )
+    rt.record().assert_outcomes(passed=2)
+    assert len(rt.cassettes()) == 2
+    rt.run("--replay=strict").assert_outcomes(passed=2)
+
+
+def test_two_tests_naming_one_cassette_is_a_clear_error(rt):
+    rt.module(
+        """
+        import pytest
+        @pytest.mark.replay(cassette="same")
+        def test_a(replay):
+            replay.fact("a", lambda: 1)
+
+        @pytest.mark.replay(cassette="same")
+        def test_b(replay):
+            replay.fact("b", lambda: 2)
+        """
+    )
+    result = rt.record()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*this test's cassette is already used by test_mod.py::test_a in this run*", "*Fix:*"]
+    )
