@@ -7,13 +7,12 @@ import datetime as _dt
 import difflib
 import io
 import json
-import operator
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -195,26 +194,39 @@ class PayloadTable:
         if text is None:
             return
         lines = _block(text, "payloads", shown)
-        parts = [line.split(" ", 2) for line in lines]
-        ids = [p[0] for p in parts]
-        if not (
-            all(len(p) == 3 for p in parts) and _valid_ids(ids) and {p[1] for p in parts} <= _KINDS
-        ):
+        if not lines:
+            return
+        try:
+            ids, kinds, datas = zip(*[line.split(" ", 2) for line in lines], strict=True)
+        except ValueError:  # a line with fewer than three fields
+            ids = kinds = datas = ()
+        if not ids or not _valid_ids(ids) or not set(kinds) <= _KINDS:
             _bad_line(lines, _PAYLOAD_LINE, "payloads", "'<64 hex id> json|hex|blob <data>'", shown)
-        self._raw.update(zip(ids, map(_KIND_AND_DATA, parts), strict=True))
-        json_rows = [(p[0], p[2]) for p in parts if p[1] == "json"]
-        values = _json_array([data for _, data in json_rows])
-        if values is not None:
-            self.cache.update(zip([pid for pid, _ in json_rows], values, strict=True))
+        self._raw.update(zip(ids, zip(kinds, datas, strict=True), strict=True))
+        if "json" in kinds:
+            everything_json = len(set(kinds)) == 1
+            json_ids = (
+                ids
+                if everything_json
+                else [i for i, k in zip(ids, kinds, strict=True) if k == "json"]
+            )
+            texts = (
+                datas
+                if everything_json
+                else [d for d, k in zip(datas, kinds, strict=True) if k == "json"]
+            )
+            values = _json_array(texts)
+            if values is not None:
+                self.cache.update(zip(json_ids, values, strict=True))
         # Anything else (hex, blobs, or a bad JSON line) one by one; blobs are
         # verified here, so a tampered one fails before the test runs.
-        for pid in ids:
-            if pid not in self.cache:
-                self.cache[pid] = self._decode(pid)
+        if len(self.cache) < len(self._raw):
+            for pid in ids:
+                if pid not in self.cache:
+                    self.cache[pid] = self._decode(pid)
 
 
 _KINDS = frozenset({"json", "hex", "blob"})
-_KIND_AND_DATA = operator.itemgetter(1, 2)
 
 
 def _block(text: Any, section: str, shown: str) -> list[str]:
@@ -223,7 +235,7 @@ def _block(text: Any, section: str, shown: str) -> list[str]:
     return text.splitlines()
 
 
-def _valid_ids(ids: list[str]) -> bool:
+def _valid_ids(ids: Sequence[str]) -> bool:
     """Every id is 64 hex digits (one fromhex call checks them all)."""
     if not set(map(len, ids)) <= {64}:
         return False
@@ -234,7 +246,7 @@ def _valid_ids(ids: list[str]) -> bool:
     return True
 
 
-def _json_array(texts: list[str]) -> list[Any] | None:
+def _json_array(texts: Sequence[str]) -> list[Any] | None:
     """Decode many JSON texts with one C-level parse; None if any is bad."""
     try:
         values = _json_loads("[" + ",".join(texts) + "]")
@@ -290,9 +302,10 @@ def _parse_index(text: Any, shown: str) -> list[tuple[str, str]]:
     if text is None:
         return []
     lines = _block(text, "facts", shown)
-    parts = [line.rpartition(" ") for line in lines]
-    ids = [p[2] for p in parts]
-    keys = _json_array([p[0] for p in parts])
+    if not lines:
+        return []
+    key_texts, _, ids = zip(*[line.rpartition(" ") for line in lines], strict=True)
+    keys = _json_array(key_texts)
     if keys is None or not _valid_ids(ids) or not all(type(k) is str for k in keys):
         _bad_line(lines, _FACT_LINE, "facts", "'\"<key>\" <64 hex payload id>'", shown)
     return list(zip(keys, ids, strict=True))  # type: ignore[arg-type]
