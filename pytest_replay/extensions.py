@@ -18,5 +18,8 @@ def installers() -> list[Installer]:
     """Imported lazily so a test that never records steps or rings never imports them."""
     from .arrays import install as arrays
     from .ring.section import install as rings
+    from .steps import install as steps
+    from .tools import install as tools
 
-    return [arrays, rings]
+    # tools before steps: a step's attempts collect their tool events from it.
+    return [arrays, rings, tools, steps]

@@ -20,3 +20,19 @@ def pytest_replay_cassette_path(item: pytest.Item, default: Path) -> Path | None
     The returned path is used as is (not sanitised); keep it inside the
     repository so the cassette is committed with the test.
     """
+
+
+@hookspec(firstresult=True)
+def pytest_replay_similarity(a: str, b: str) -> float | None:
+    """Similarity of two texts in 0..1, for ``Policy(...).similar(path, threshold)`` rules.
+
+    ``a`` is the recorded text, ``b`` the current one. Return None to leave the
+    pair to the next implementation, and finally to the built-in deterministic
+    token similarity. Plug embeddings here, e.g. in a ``conftest.py``::
+
+        def pytest_replay_similarity(a, b):
+            return cosine(embed(a), embed(b))
+
+    Called only for steps that have a policy with a ``similar`` rule; a value
+    outside 0..1 fails the step.
+    """

@@ -1,4 +1,4 @@
-"""Integrity of cassettes on disk: schema, safe YAML, fact tables and blob digests."""
+"""Integrity of cassettes on disk: schema, safe YAML, fact tables, step records and blobs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..errors import ReplayError
 from ..facts import FactLog
 from ..modes import Mode
 from ..ring import read_records, stream_digest
+from ..steps import check_sections
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def check_cassette(path: Path) -> Problem | None:
         )
         for pid in log.payload_ids():
             log.payloads.value(pid)
+        check_sections(cassette.doc, cassette.blobs, str(path))
         for name, entry in (cassette.section("rings") or {}).items():
             records = read_records(path.parent / str(entry.get("log", "")))
             if "digest" in entry and stream_digest(records) != entry["digest"]:
