@@ -225,6 +225,31 @@ class FactNotRecordable(ReplayError):
     code = "fact_not_recordable"
 
 
+class StepNotRecordable(FactNotRecordable):
+    """A step output with no JSON form."""
+
+    code = "step_not_recordable"
+
+
+class ToolNotRecordable(FactNotRecordable):
+    """A tool output, tool event payload or step output with no JSON form."""
+
+    code = "tool_not_recordable"
+
+
+class RecordedToolError(Exception):
+    """Raised on replay for a recorded failure whose exception type cannot be rebuilt.
+
+    ``type`` is the recorded ``module.QualName``; steps compare failures by it,
+    so a replayed failure still matches its recording.
+    """
+
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(f"{type}: {message}")
+        self.type = type
+        self.message = message
+
+
 class UnusedItems(ReplayError):
     kind = "replay_unused"
     code = "unused"

@@ -23,11 +23,11 @@ from .errors import (
     AttestationDiff,
     CassetteError,
     DriftExceeded,
-    FactNotRecordable,
     InputDiff,
     MissingStep,
     PolicyViolation,
     ReplayError,
+    StepNotRecordable,
     ToolDiff,
     rerecord_fix,
 )
@@ -77,12 +77,6 @@ _FIXES = {
     "replay_drift": "if the new output is right, re-record: pytest --replay=record {test}  "
     "(or allow the drift: tolerance=replay.Drift(tokens=..., cost=...))",
 }
-
-
-class StepNotRecordable(FactNotRecordable):
-    """A step output with no JSON form."""
-
-    code = "step_not_recordable"
 
 
 def step_key(name: str, ordinal: int) -> str:

@@ -21,7 +21,14 @@ from .blobs import BlobStore
 from .canonical import NotCanonical, canonical_json, digest, jsonable
 from .config import DEFAULT_BLOB_THRESHOLD
 from .context import RecorderContext
-from .errors import CassetteError, FactNotRecordable, InputDiff, ReplayError, ToolDiff
+from .errors import (
+    CassetteError,
+    InputDiff,
+    RecordedToolError,
+    ReplayError,
+    ToolDiff,
+    ToolNotRecordable,
+)
 from .modes import Mode
 
 EFFECT = "tool_effect"  # the event kind of a replay.tool() call
@@ -37,25 +44,6 @@ ARRAY = "$array"  # NumPy/CuPy array: {blake3, dtype, shape}
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class ToolNotRecordable(FactNotRecordable):
-    """A tool output, tool event payload or step output with no JSON form."""
-
-    code = "tool_not_recordable"
-
-
-class RecordedToolError(Exception):
-    """Raised on replay for a recorded failure whose exception type cannot be rebuilt.
-
-    ``type`` is the recorded ``module.QualName``; steps compare failures by it,
-    so a replayed failure still matches its recording.
-    """
-
-    def __init__(self, type: str, message: str) -> None:
-        super().__init__(f"{type}: {message}")
-        self.type = type
-        self.message = message
 
 
 @dataclass(frozen=True)

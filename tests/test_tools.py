@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from pytest_replay import Redacted
+from pytest_replay.errors import RecordedToolError
 from pytest_replay.tools import (
     EFFECT,
     Inputs,
-    RecordedToolError,
     ResumePlan,
     Scope,
     _Effect,
