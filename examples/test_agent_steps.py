@@ -162,3 +162,34 @@ def test_partial_failure_leaves_a_resume_plan(replay):
         "compensate_pending_effects",
     ]
     assert not any(choice["automatic_dispatch"] for choice in plan.operator_choices)
+
+
+def summarise(report: str, *, llm: FakeLLM) -> dict:
+    answer = llm.complete("Summarise for the changelog: " + report)
+    return {
+        "answer": "ship",
+        "summary": answer["text"],
+        "metrics": {"latency_ms": 120, "score": 0.92, "temperature": 0.2},
+        "tokens": answer["tokens"],
+    }
+
+
+def test_policy_rules(replay):
+    """Fields that may move get a rule; everything else must match exactly."""
+    policy = (
+        replay.Policy("changelog")
+        .exact("answer")
+        .similar("summary", 0.8)
+        .max_increase("metrics.latency_ms", 20)
+        .max_decrease("metrics.score", 5)
+        .within("metrics.temperature", 0.0, 1.0)
+    )
+    out = replay.step(
+        "summarise",
+        summarise,
+        "Driver upgrade rolled out to all regions without incidents.",
+        llm=FakeLLM(),
+        policy=policy,
+        tolerance=replay.Drift(tokens=0.05),
+    )
+    assert out["answer"] == "ship"
