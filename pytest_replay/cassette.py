@@ -13,13 +13,18 @@ import yaml
 
 from .blobs import BlobStore, atomic_write
 from .canonical import digest
-from .errors import CassetteError, SchemaVersionError
+from .errors import CassetteError, SchemaVersionError, restore_fix
 
 SCHEMA_VERSION = 1
 HEADER_KEYS = ("pytest_replay", "test")
 # Stored for people, never compared: a re-record that changes only these
 # leaves the file byte-for-byte untouched.
-VOLATILE_KEYS = frozenset({"recorded_at", "duration_ms"})
+# Where volatile values sit: stored, never compared. Paths, not key names,
+# so a user's own field called duration_ms inside a step output still counts.
+VOLATILE_PATHS: tuple[tuple[str, ...], ...] = (
+    ("recorded_at",),
+    ("steps", "*", "attempts", "*", "duration_ms"),
+)
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -123,7 +128,11 @@ def cassette_path(
     path = path.with_name(path.name + ".yaml")
     # Defence in depth: whatever the ids were, the file stays under the root.
     if not os.path.abspath(path).startswith(os.path.abspath(root) + os.sep):
-        raise CassetteError(f"cassette path {path} escapes {root}")
+        raise CassetteError(
+            f"cassette path {path} escapes {root}",
+            fix="use a relative cassette name without '..' in "
+            "@pytest.mark.replay(cassette=...) or replay_config",
+        )
     return path
 
 
@@ -205,16 +214,29 @@ def parse_document(data: bytes, path: Path, shown: str) -> dict[str, Any]:
             "or re-record: pytest --replay=record {test}",
         )
     if not isinstance(doc.get("test", ""), str):
-        raise CassetteError("cassette 'test:' must be a string", cassette=shown)
+        raise CassetteError("cassette 'test:' must be a string", cassette=shown, fix=restore_fix())
     return doc
 
 
-def strip_volatile(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: strip_volatile(v) for k, v in value.items() if k not in VOLATILE_KEYS}
-    if isinstance(value, list):
-        return [strip_volatile(v) for v in value]
-    return value
+def strip_volatile(doc: Any, paths: tuple[tuple[str, ...], ...] = VOLATILE_PATHS) -> Any:
+    """``doc`` without the values at ``paths`` (``*`` matches every list item)."""
+    for path in paths:
+        doc = _strip_path(doc, path)
+    return doc
+
+
+def _strip_path(value: Any, path: tuple[str, ...]) -> Any:
+    head, rest = path[0], path[1:]
+    if head == "*":
+        return [_strip_path(v, rest) for v in value] if isinstance(value, list) else value
+    if not isinstance(value, Mapping) or head not in value:
+        return value
+    out = dict(value)
+    if rest:
+        out[head] = _strip_path(value[head], rest)
+    else:
+        del out[head]
+    return out
 
 
 class Cassette:
@@ -244,7 +266,9 @@ class Cassette:
             data = path.read_bytes()
         except OSError as exc:
             raise CassetteError(
-                f"cassette cannot be read: {exc.strerror or exc}", cassette=shown
+                f"cassette cannot be read: {exc.strerror or exc}",
+                cassette=shown,
+                fix="check the file's permissions, or re-record: pytest --replay=record {test}",
             ) from None
         return cls(path, parse_document(data, path, shown), shown=shown, blobs=blobs)
 

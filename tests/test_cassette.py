@@ -89,13 +89,29 @@ def test_dump_is_byte_stable_and_sorted():
 
 def test_save_leaves_the_file_untouched_when_only_volatile_fields_change(tmp_path):
     path = tmp_path / "c.yaml"
-    assert save_document(path, _doc(steps=[{"name": "a", "duration_ms": 5}], recorded_at="t1"))
+
+    def step(name, ms, output_ms=1):
+        attempt = {"attempt": 0, "duration_ms": ms, "output": {"duration_ms": output_ms}}
+        return [{"name": name, "attempts": [attempt]}]
+
+    assert save_document(path, _doc(steps=step("a", 5), recorded_at="t1"))
     before = path.read_bytes()
     mtime = path.stat().st_mtime_ns
-    assert not save_document(path, _doc(steps=[{"name": "a", "duration_ms": 9}], recorded_at="t2"))
+    assert not save_document(path, _doc(steps=step("a", 9), recorded_at="t2"))
     assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
-    assert save_document(path, _doc(steps=[{"name": "b", "duration_ms": 9}]))
+    assert save_document(path, _doc(steps=step("b", 9)))
     assert path.read_bytes() != before
+
+
+def test_a_user_field_named_like_a_volatile_one_is_behaviour(tmp_path):
+    # Volatile fields are positions the plugin writes, not names: a step
+    # output's own duration_ms changing is a change to save.
+    path = tmp_path / "c.yaml"
+    out = {"name": "a", "attempts": [{"attempt": 0, "output": {"duration_ms": 100}}]}
+    assert save_document(path, _doc(steps=[out]))
+    out["attempts"][0]["output"]["duration_ms"] = 200
+    assert save_document(path, _doc(steps=[out]))
+    assert "duration_ms: 200" in path.read_text()
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
