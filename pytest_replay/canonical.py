@@ -23,10 +23,10 @@ def jsonable(value: Any) -> Any:
     Tuples become lists and NumPy scalars become Python numbers, as they
     would after a round trip through the cassette; dict keys must be str.
     """
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or type(value) in _PLAIN:
         return value
-    if isinstance(value, float):
-        return value
+    if isinstance(value, (bool, int, float, str)):
+        return plain_scalar(value)
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -40,6 +40,38 @@ def jsonable(value: Any) -> Any:
     if item is not None and getattr(value, "shape", None) == ():
         return jsonable(item())  # NumPy/CuPy scalar
     raise NotCanonical(f"{type(value).__name__} has no JSON form")
+
+
+_PLAIN = (bool, int, float, str)
+
+
+def plain_scalar(value: bool | int | float | str) -> bool | int | float | str:
+    """The built-in value of a subclass (np.float64, np.str_, IntEnum...).
+
+    YAML and JSON writers only know the exact built-in types; a subclass
+    would fail at save time, after the test already passed.
+    """
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    return str.__str__(value)
+
+
+def copy_json(value: Any) -> Any:
+    """A fresh copy of a JSON value, so a caller that mutates it changes nothing recorded."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
+    return value
+
+
+def is_array(value: Any) -> bool:
+    """A NumPy/CuPy-like array (or anything exposing an array interface)."""
+    return hasattr(value, "__array_interface__") or hasattr(value, "__cuda_array_interface__")
 
 
 def canonical_json(value: Any) -> str:

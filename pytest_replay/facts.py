@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .blobs import BlobStore
-from .canonical import NotCanonical, canonical_json, digest
+from .canonical import NotCanonical, canonical_json, copy_json, digest, is_array
 from .cassette import Block
 from .errors import (
     BlobError,
@@ -30,6 +30,7 @@ from .errors import (
     MissingFactKey,
     ReplayError,
     rerecord_fix,
+    restore_fix,
 )
 from .modes import Mode
 
@@ -75,16 +76,6 @@ def taken() -> Iterator[list[str]]:
         _taken.reset(token)
 
 
-def _copy_json(value: Any) -> Any:
-    # Replayed containers are handed out fresh, so a test that mutates one
-    # cannot change what a later call (or a shared payload) returns.
-    if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(v) for v in value]
-    return value
-
-
 # A stored payload: (kind, data) with kind json | hex | blob.
 _Payload = tuple[str, str]
 
@@ -120,7 +111,7 @@ class PayloadTable:
                 else:
                     self._raw[pid] = ("blob", self.blobs.put(data, "bin"))
             return pid
-        if _is_array(value):
+        if is_array(value):
             data = _npy_bytes(value)
             pid = digest(b"\x00npy\x00" + data)
             if pid not in self._raw:
@@ -143,8 +134,8 @@ class PayloadTable:
         except KeyError:
             value = self.cache[pid] = self._decode(pid)
         if isinstance(value, (dict, list)):
-            return _copy_json(value)
-        if _is_array(value):
+            return copy_json(value)
+        if is_array(value):
             return value.copy()
         return value
 
@@ -231,8 +222,17 @@ _KINDS = frozenset({"json", "hex", "blob"})
 
 def _block(text: Any, section: str, shown: str) -> list[str]:
     if not isinstance(text, str):
-        raise CassetteError(f"section {section!r} must be a text block", cassette=shown)
-    return text.splitlines()
+        raise CassetteError(
+            f"section {section!r} must be a text block",
+            cassette=shown,
+            fix=restore_fix(),
+        )
+    # Only "\n" ends a record: splitlines() would also split at U+2028,
+    # U+2029 and U+0085, which JSON text may hold unescaped.
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 def _valid_ids(ids: Sequence[str]) -> bool:
@@ -255,16 +255,14 @@ def _json_array(texts: Sequence[str]) -> list[Any] | None:
     return values if len(values) == len(texts) else None
 
 
-def _is_array(value: Any) -> bool:
-    return hasattr(value, "__array_interface__") or hasattr(value, "__cuda_array_interface__")
-
-
 def _npy_bytes(array: Any) -> bytes:
     import numpy as np
 
     host = array.get() if hasattr(array, "__cuda_array_interface__") else np.asarray(array)
     if host.dtype.hasobject:
         raise NotCanonical("arrays of Python objects cannot be stored")
+    if not host.flags.c_contiguous:
+        host = host.copy(order="C")  # equal values, one payload id, whatever the layout
     buf = io.BytesIO()
     np.save(buf, host, allow_pickle=False)
     return buf.getvalue()
@@ -291,8 +289,7 @@ def _bad_line(
                 f"{section} line is not {shape}",
                 cassette=shown,
                 place=f"{section} line {lineno}: {line[:80]!r}",
-                fix="restore the cassette from version control, or re-record: "
-                "pytest --replay=record {test}",
+                fix=restore_fix(),
             )
     raise CassetteError(f"section {section!r} is malformed", cassette=shown)
 
@@ -359,8 +356,7 @@ class FactLog:
                     "a fact points at a payload the cassette does not hold",
                     cassette=shown,
                     place=f"fact {key!r} -> {sorted(missing)[0]}",
-                    fix="restore the cassette from version control, or re-record: "
-                    "pytest --replay=record {test}",
+                    fix=restore_fix(),
                 )
             self._iters = {key: iter(ids) for key, ids in index.items()}
         self._live = mode.live_io

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .blobs import BlobStore
 from .cassette import Cassette, save_document
 from .context import Recorder, RecorderContext
@@ -181,7 +183,17 @@ class ReplaySession:
                 raise self.error(
                     CassetteWriteError(
                         f"cassette could not be written: {exc.strerror or exc}",
+                        place=exc.filename and str(exc.filename),
                         fix="check that the cassette directory is writable",
+                    )
+                ) from None
+            except yaml.YAMLError as exc:
+                raise self.error(
+                    CassetteWriteError(
+                        "cassette could not be written: a recorded value has no YAML form",
+                        details=[str(exc).splitlines()[0]],
+                        fix="record plain JSON values (dict, list, str, int, float, bool, "
+                        "None), bytes or arrays; convert other objects before returning them",
                     )
                 ) from None
             result.unchanged = not result.wrote

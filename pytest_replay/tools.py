@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .blobs import BlobStore
-from .canonical import NotCanonical, canonical_json, digest, jsonable
+from .canonical import (
+    NotCanonical,
+    canonical_json,
+    copy_json,
+    digest,
+    is_array,
+    jsonable,
+    plain_scalar,
+)
 from .config import DEFAULT_BLOB_THRESHOLD
 from .context import RecorderContext
 from .errors import (
@@ -28,6 +36,7 @@ from .errors import (
     ReplayError,
     ToolDiff,
     ToolNotRecordable,
+    restore_fix,
 )
 from .modes import Mode
 
@@ -41,6 +50,7 @@ TEXT_MAX = 500  # error messages and reprs are cut here
 OPAQUE = "$opaque"  # any other object: {type, repr}; only its type is digested
 BYTES = "$bytes"  # bytes: {blake3, len}
 ARRAY = "$array"  # NumPy/CuPy array: {blake3, dtype, shape}
+SET = "$set"  # set/frozenset: its items, sorted by canonical JSON
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -64,10 +74,6 @@ class Redacted:
 # --- what a call took in: stored form and digest --------------------------------
 
 
-def _is_array(value: Any) -> bool:
-    return hasattr(value, "__array_interface__") or hasattr(value, "__cuda_array_interface__")
-
-
 def _text(value: str) -> str:
     """A repr or message without memory addresses, so re-recording gives the same bytes."""
     text = _ADDRESS.sub("", value)
@@ -86,10 +92,19 @@ def capture(value: Any) -> Any:
 
     Containers are walked, so one odd leaf does not hide the rest of the value.
     """
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
+    if isinstance(value, (bool, int, float, str)):
+        return plain_scalar(value)
     if isinstance(value, (list, tuple)):
         return [capture(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        # Sorted, so the stored form does not depend on PYTHONHASHSEED.
+        items = [capture(v) for v in value]
+        try:
+            return {SET: sorted(items, key=canonical_json)}
+        except NotCanonical:
+            return _opaque(value)
     if isinstance(value, Mapping):
         if all(isinstance(k, str) for k in value):
             return {k: capture(v) for k, v in value.items()}
@@ -97,7 +112,7 @@ def capture(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         return {BYTES: {"blake3": digest(data), "len": len(data)}}
-    if _is_array(value):
+    if is_array(value):
         import numpy as np
 
         host = value.get() if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
@@ -235,15 +250,6 @@ class ValueStore:
         if blob.endswith(".json"):
             return True, json.loads(data.decode("utf-8"))
         return True, data
-
-
-def copy_json(value: Any) -> Any:
-    """A fresh copy of a JSON value, so a caller that mutates it changes nothing recorded."""
-    if isinstance(value, dict):
-        return {k: copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_json(v) for v in value]
-    return value
 
 
 # --- errors of the code under test ------------------------------------------------
@@ -1067,8 +1073,7 @@ def _bad(shown: str, place: str, what: str) -> CassetteError:
         f"{place.split('[')[0]} section is malformed: {place} {what}",
         cassette=shown,
         place=place,
-        fix="restore the cassette from version control, or re-record: "
-        "pytest --replay=record {test}",
+        fix=restore_fix(),
     )
 
 

@@ -186,3 +186,17 @@ def test_threads_with_their_own_keys_replay_their_own_values(tmp_path):
     first, rep, _ = record_then_replay(tmp_path, body)
     assert body(rep) == first
     assert rep.unused_facts() == []
+
+
+def test_values_with_unicode_line_separators_replay(rt):
+    # U+2028/U+2029/U+0085 are line breaks to str.splitlines(), not to our format.
+    rt.module(
+        """
+        import pytest
+        @pytest.mark.parametrize("text", ["a\\u2028b", "c\\u2029d", "e\\x85f"])
+        def test_t(replay, text):
+            assert replay.fact("k" + text, lambda: text) == text
+        """
+    )
+    rt.record().assert_outcomes(passed=3)
+    rt.run("--replay=strict").assert_outcomes(passed=3)

@@ -461,3 +461,33 @@ def test_large_outputs_and_inputs_go_to_the_blob_store(rt):
     assert {steps[0]["attempts"][0]["output_blob"], effect["output_blob"]} <= blobs
     assert check_cassette(path) is None
     rt.run("--replay=strict").assert_outcomes(passed=1)
+
+
+def test_numpy_scalars_in_outputs_tools_and_events_are_saved_and_replayed(rt):
+    # np.float64 and np.str_ subclass float/str; the cassette holds them as plain values.
+    rt.module(
+        """
+        import numpy as np
+
+        def run(replay):
+            score = replay.tool("score", lambda: {"score": np.float64(0.5)})
+            replay.tool_event("seen", {"word": np.str_("hi"), "n": np.int64(3)})
+            return {"mean": np.arange(4).mean(), "score": score["score"], "label": np.str_("ok")}
+
+        def test_t(replay):
+            out = replay.step("s", run, replay=replay)
+            assert out["mean"] == 1.5 and out["label"] == "ok"
+        """
+    )
+    rt.record().assert_outcomes(passed=1)
+    text = rt.cassette("test_t").read_text()
+    assert "mean: 1.5" in text and "!!python" not in text
+    rt.run("--replay=strict").assert_outcomes(passed=1)
+
+
+def test_set_arguments_are_stored_sorted_so_re_records_are_stable():
+    from pytest_replay.tools import SET, capture
+
+    words = {f"w{i:02d}" for i in range(20)}
+    assert capture(words) == {SET: sorted(words)}
+    assert capture(frozenset({3, 1, 2})) == {SET: [1, 2, 3]}
