@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compare.arrays import array_to_npy_bytes, compare_arrays, npy_bytes_to_array
+from .compare.arrays import (
+    array_to_npy_bytes,
+    check_arguments,
+    compare_arrays,
+    npy_bytes_to_array,
+)
 from .context import RecorderContext
-from .errors import ArrayDiff, CassetteError, ConfigError, rerecord_fix
+from .errors import ArrayDiff, CassetteError, ConfigError, ReplayError, rerecord_fix, restore_fix
 from .modes import Mode
 
 
@@ -26,8 +31,7 @@ class ArrayChecks:
             raise CassetteError(
                 "section 'arrays' must be a list of {name, blob, shape, dtype}",
                 cassette=ctx.shown,
-                fix="restore the cassette from version control, or re-record: "
-                "pytest --replay=record {test}",
+                fix=restore_fix(),
             )
         for entry in entries:
             self._recorded.setdefault(entry["name"], []).append(entry)
@@ -47,6 +51,9 @@ class ArrayChecks:
         mode = self.ctx.mode
         if mode is Mode.OFF:
             return
+        # Checked in every mode: a bad call must fail when it is recorded,
+        # not on every replay after it.
+        self._check_args(name, array, rtol, atol, max_mismatch, ulp)
         k = self._used.get(name, 0)
         self._used[name] = k + 1
         if mode.records:
@@ -72,30 +79,44 @@ class ArrayChecks:
                     fix=rerecord_fix(),
                 )
             )
-        recorded = npy_bytes_to_array(self.ctx.blobs.get(entries[k]["blob"]))
         try:
-            result = compare_arrays(
-                name, recorded, array, rtol=rtol, atol=atol, max_mismatch=max_mismatch, ulp=ulp
-            )
-        except (TypeError, ValueError) as exc:
+            # blobs.get verifies the digest; a missing or tampered blob fails here.
+            recorded = npy_bytes_to_array(self.ctx.blobs.get(entries[k]["blob"]))
+        except ReplayError as err:
+            raise self.ctx.error(err).with_traceback(None) from None
+        except ValueError as exc:
             raise self.ctx.error(
-                ConfigError(
-                    f"check_array({name!r}) arguments are not valid: {exc}",
-                    fix="see docs/arrays.md for rtol/atol/ulp/max_mismatch",
+                CassetteError(
+                    f"array {name!r} blob is not a valid .npy file: {exc}",
+                    place=f"arrays: {name}#{k} blob {entries[k]['blob']}",
+                    fix=rerecord_fix(),
                 )
             ) from None
+        result = compare_arrays(
+            name, recorded, array, rtol=rtol, atol=atol, max_mismatch=max_mismatch, ulp=ulp
+        )
         if not result:
             raise self.ctx.error(
                 ArrayDiff(
                     result.summary,
-                    place=result.place,
-                    recorded=result.recorded,
-                    current=result.current,
-                    details=result.details,
-                    payload=result.payload,
                     fix="if the new values are right, re-record: pytest --replay=record {test}",
+                    **result.error_fields(),
                 )
             )
+
+    def _check_args(
+        self, name: Any, array: Any, rtol: Any, atol: Any, max_mismatch: Any, ulp: Any
+    ) -> None:
+        try:
+            check_arguments(name, array, rtol=rtol, atol=atol, max_mismatch=max_mismatch, ulp=ulp)
+        except (TypeError, ValueError) as exc:
+            raise self.ctx.error(
+                ConfigError(
+                    f"check_array({name!r}) arguments are not valid: {exc}",
+                    place=f"check_array({name!r})",
+                    fix="see docs/arrays.md for rtol/atol/ulp/max_mismatch",
+                )
+            ) from None
 
     # -- Recorder protocol --------------------------------------------------------
 

@@ -145,6 +145,11 @@ def rerecord_fix(extra: str = "") -> str:
     return f"re-record this test: pytest --replay=record {{test}}{extra}"
 
 
+def restore_fix() -> str:
+    """The Fix line for 'the cassette file itself is damaged'."""
+    return "restore the cassette from version control, or re-record: pytest --replay=record {test}"
+
+
 # --- configuration and start-up -------------------------------------------------
 
 

@@ -208,6 +208,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = ReplayRun(config)
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") is not None:
+        from .ring.backend import gpu_unavailable_reason
+
+        reason = gpu_unavailable_reason()
+        if reason is not None:
+            pytest.skip(reason)
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     run = config.stash.get(RUN_KEY, None)
     return f"replay: mode={run.mode.value}" if run is not None else None

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .canonical import NotCanonical, jsonable
+from .canonical import NotCanonical, copy_json, jsonable
 from .context import RecorderContext
 from .errors import (
     AttestationDiff,
@@ -30,6 +30,7 @@ from .errors import (
     StepNotRecordable,
     ToolDiff,
     rerecord_fix,
+    restore_fix,
 )
 from .facts import FactLog, taken
 from .facts import scope as fact_scope
@@ -40,7 +41,6 @@ from .tools import (
     ToolRecorder,
     ValueStore,
     arg_paths,
-    copy_json,
     differing_args,
     error_snapshot,
     in_scope,
@@ -266,8 +266,7 @@ def _bad(shown: str, place: str, what: str) -> CassetteError:
         f"steps section is malformed: {place} {what}",
         cassette=shown,
         place=place,
-        fix="restore the cassette from version control, or re-record: "
-        "pytest --replay=record {test}",
+        fix=restore_fix(),
     )
 
 
@@ -867,21 +866,8 @@ class StepRecorder:
 
     def _error(self, comparison: Any) -> ReplayError:
         """A failed Comparison as its error type, persisted; the summary names kind and digest."""
-        from .compare import Comparison
-
-        absent = Comparison(ok=True).recorded
-        values = {
-            name: getattr(comparison, name)
-            for name in ("recorded", "current")
-            if getattr(comparison, name) is not absent
-        }
         err = _ERRORS[comparison.kind](
-            comparison.summary,
-            place=comparison.place,
-            details=list(comparison.details),
-            payload=dict(comparison.payload),
-            fix=_FIXES[comparison.kind],
-            **values,
+            comparison.summary, fix=_FIXES[comparison.kind], **comparison.error_fields()
         )
         self.ctx.error(self._with_plan(err))
         # The digest names the persisted payload, so it is known only now.

@@ -53,3 +53,30 @@ def test_an_unrecorded_array_check_fails_and_unused_checks_fail_strict(rt, monke
     result = rt.run("--replay=strict")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*replay_unused: 1 recorded item(s)*", "*array 'a'#1*"])
+
+
+def test_a_bad_call_fails_when_recorded_not_on_every_replay_after(rt):
+    rt.module(
+        """
+        import numpy as np
+        def test_t(replay):
+            replay.check_array("x", np.ones(3), rtol=-1.0)
+        """
+    )
+    result = rt.record()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*check_array('x') arguments are not valid: rtol must be*"])
+    assert not rt.cassette("test_t").exists()
+
+
+def test_a_missing_array_blob_names_the_test_and_the_cassette(rt):
+    rt.module(ARRAY_MODULE)
+    rt.record().assert_outcomes(passed=1)
+    for blob in (rt.root / "cassettes" / ".blobs").glob("*.npy"):
+        blob.unlink()
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*test: *test_mod.py::test_logits*", "*cassette: *cassettes/test_mod/test_logits.yaml*"]
+    )
+    assert "blobs.py" not in result.stdout.str()  # no frames of our internals

@@ -276,3 +276,22 @@ def test_two_tests_naming_one_cassette_is_a_clear_error(rt):
     result.stdout.fnmatch_lines(
         ["*this test's cassette is already used by test_mod.py::test_a in this run*", "*Fix:*"]
     )
+
+
+def test_the_gpu_marker_skips_with_a_reason_when_no_device_is_visible(rt, monkeypatch):
+    from pytest_replay.ring import backend
+
+    monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: "CuPy sees no CUDA device")
+    rt.module(
+        """
+        import pytest
+        @pytest.mark.gpu
+        def test_on_device():
+            import cupy_that_does_not_exist  # never reached: the marker skips first
+        def test_on_host():
+            pass
+        """
+    )
+    result = rt.run("-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*CuPy sees no CUDA device*"])

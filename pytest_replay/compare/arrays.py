@@ -158,6 +158,27 @@ def _check_args(
         raise TypeError(f"equal_nan must be a bool, got {equal_nan!r}")
 
 
+def check_arguments(
+    name: Any,
+    array: Any,
+    *,
+    rtol: Any = None,
+    atol: Any = None,
+    max_mismatch: Any = 0,
+    ulp: Any = None,
+    equal_nan: Any = True,
+) -> None:
+    """Raise TypeError/ValueError for arguments compare_arrays would reject for ``array``.
+
+    Lets a recorder refuse a bad call when it is recorded, not only on replay.
+    """
+    _check_args(name, rtol, atol, max_mismatch, ulp, equal_nan)
+    dtype = getattr(array, "dtype", None)
+    if not isinstance(dtype, np.dtype):
+        raise TypeError(f"check_array needs a NumPy or CuPy array, got {type(array).__name__}")
+    _resolve_rule(dtype, rtol, atol, ulp, equal_nan)
+
+
 def _resolve_rule(
     dtype: np.dtype, rtol: float | None, atol: float | None, ulp: int | None, equal_nan: bool
 ) -> _Rule:

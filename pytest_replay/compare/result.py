@@ -34,6 +34,18 @@ class Comparison:
     def __bool__(self) -> bool:
         return self.ok
 
+    def error_fields(self) -> dict[str, Any]:
+        """Keyword arguments for a ReplayError describing this failed comparison."""
+        fields: dict[str, Any] = {
+            "place": self.place,
+            "details": list(self.details),
+            "payload": dict(self.payload),
+        }
+        for name in ("recorded", "current"):
+            if getattr(self, name) is not _MISSING:
+                fields[name] = getattr(self, name)
+        return fields
+
     @property
     def has_values(self) -> bool:
         return self.recorded is not _MISSING or self.current is not _MISSING

@@ -24,6 +24,20 @@ def _default_module() -> ModuleType:
         return np
 
 
+@functools.lru_cache(maxsize=1)
+def gpu_unavailable_reason() -> str | None:
+    """Why CuPy cannot run on a device here, or None when it can (asked once)."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install 'pytest-replay-cassettes[gpu]')"
+    try:
+        available = cupy.is_available()
+    except Exception as exc:  # a broken CUDA install raises instead of answering
+        return f"CuPy cannot query CUDA: {exc}"
+    return None if available else "CuPy sees no CUDA device"
+
+
 def array_module(xp: ModuleType | str | None = None) -> ModuleType:
     """The array module a ring uses: ``xp`` if given, else CuPy when it sees a device."""
     if xp is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..cassette import sanitize_component
 from ..context import RecorderContext
-from ..errors import CassetteError, ConfigError, RingDiff, RingLogError, rerecord_fix
+from ..errors import CassetteError, ConfigError, RingDiff, RingLogError, rerecord_fix, restore_fix
 from ..modes import Mode
 from .log import read_records
 from .recorder import RingRecorder, diff_streams, stream_digest
@@ -32,8 +32,7 @@ class RingSet:
             raise CassetteError(
                 "section 'rings' must map ring names to {log, records, digest, capacity}",
                 cassette=ctx.shown,
-                fix="restore the cassette from version control, or re-record: "
-                "pytest --replay=record {test}",
+                fix=restore_fix(),
             )
         self.recorded: dict[str, dict[str, Any]] = recorded
 
@@ -82,12 +81,8 @@ class RingSet:
                 raise self.ctx.error(
                     RingDiff(
                         result.summary,
-                        place=result.place,
-                        recorded=result.recorded,
-                        current=result.current,
-                        details=result.details,
-                        payload=result.payload,
                         fix="if the new stream is right, re-record: pytest --replay=record {test}",
+                        **result.error_fields(),
                     )
                 )
 

@@ -9,17 +9,17 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pytest_replay.ring.backend import gpu_unavailable_reason
+
 
 @pytest.fixture
 def gpu() -> Any:
     """The cupy module; skips with the reason when CuPy or a CUDA device is missing."""
-    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install '.[gpu]')")
-    try:
-        available = cupy.is_available()
-    except Exception as exc:  # a broken CUDA install raises instead of answering
-        pytest.skip(f"CuPy cannot query CUDA: {exc}")
-    if not available:
-        pytest.skip("CuPy sees no CUDA device")
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    import cupy
+
     return cupy
 
 
