@@ -74,7 +74,7 @@ _WINDOWS_RESERVED = frozenset(
 MAX_NAME_BYTES = 150  # leaves room for ".yaml" and ".<ring>.vrrl" under 255
 
 
-def sanitize_component(name: str) -> str:
+def sanitize_component(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
     """One safe path component: no separators, no '..', nothing a filesystem rejects.
 
     Long names keep a readable prefix and get a digest suffix, so two long
@@ -83,8 +83,8 @@ def sanitize_component(name: str) -> str:
     safe = _FORBIDDEN.sub("_", name).replace("..", "__").strip(" .") or "_"
     if safe.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
         safe = "_" + safe
-    if len(safe.encode("utf-8")) > MAX_NAME_BYTES:
-        head = safe.encode("utf-8")[: MAX_NAME_BYTES - 17].decode("utf-8", "ignore")
+    if len(safe.encode("utf-8")) > max_bytes:
+        head = safe.encode("utf-8")[: max(max_bytes - 17, 1)].decode("utf-8", "ignore")
         safe = f"{head}-{digest(name)[:16]}"
     elif safe != name:
         # 'a/b' and 'a_b' would otherwise share one file and replay each other.

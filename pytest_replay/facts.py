@@ -394,6 +394,8 @@ class FactLog:
     async def afact(self, key: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fact`` for a coroutine function: awaited only when it runs live."""
         __tracebackhide__ = True
+        if type(key) is not str or not key:
+            self._raise_missing_key(key)
 
         async def call() -> Any:
             return await fn(*args, **kwargs)

@@ -30,7 +30,7 @@ class ReplayReport:
             replayed = r.verdict in ("HIT", "PARTIAL", "UNUSED")
             if r.mode in ("replay", "strict") and replayed and not r.failed:
                 c["replayed"] += 1
-            if r.mode == "replay" and r.verdict == "MISS" and r.new:
+            if r.mode == "replay" and r.verdict == "MISS" and r.new and not r.failed:
                 c["new"] += 1
             if r.unused:
                 c["unused"] += 1
@@ -49,7 +49,8 @@ class ReplayReport:
             out.append(f"mode {mode}: {total} test(s) used replay; " + (", ".join(parts) or "-"))
         for r in self.results:
             if r.not_saved:
-                out.append(f"NOT SAVED (test failed, old cassette kept): {r.nodeid}")
+                kept = "nothing written" if r.new else "old cassette kept"
+                out.append(f"NOT SAVED (test failed, {kept}): {r.nodeid}")
         if verbose > 0:
             width = max((len(r.verdict) for r in self.results), default=0)
             out.extend(f"{r.verdict:<{width}} {r.nodeid} -> {r.cassette}" for r in self.results)

@@ -179,6 +179,8 @@ class ReplaySession:
                 for recorder in self.recorders:
                     recorder.save_files()
                 result.wrote = save_document(self.cassette, self._document())
+            except ReplayError as err:  # a sidecar that could not be written
+                raise self.error(err).with_traceback(None) from None
             except OSError as exc:
                 raise self.error(
                     CassetteWriteError(
@@ -207,6 +209,7 @@ class ReplaySession:
         if any(err.kind.startswith("replay_missing") for err in self.raised):
             result.verdict = Verdict.MISS.value  # the cassette lacked what the test asked
         result.not_saved = not skipped and self._should_save()
+        result.new = not self.existed  # there is no old cassette to keep
         return result
 
     def result(self, *, failed: bool, unused: int) -> TestResult:

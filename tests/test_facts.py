@@ -200,3 +200,17 @@ def test_values_with_unicode_line_separators_replay(rt):
     )
     rt.record().assert_outcomes(passed=3)
     rt.run("--replay=strict").assert_outcomes(passed=3)
+
+
+def test_afact_with_a_bad_key_fails_like_fact(tmp_path):
+    import asyncio
+
+    async def fetch():
+        return 1
+
+    _, rep, _ = record_then_replay(tmp_path, lambda log: None)
+    rec = FactLog(mode=Mode.RECORD, blobs=BlobStore(tmp_path / ".b"), threshold=64, retryable=False)
+    for log in (rec, rep):
+        for bad in (["unhashable"], "", 7):
+            with pytest.raises(MissingFactKey):
+                asyncio.run(log.afact(bad, fetch))

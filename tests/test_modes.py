@@ -286,3 +286,11 @@ def test_tests_without_the_fixture_are_untouched(rt):
     assert "= pytest_replay =" not in result.stdout.str()
     assert rt.cassettes() == []
     assert not (rt.root / ".pytest_cache" / "replay").exists()
+
+
+def test_a_failing_first_recording_says_nothing_was_written(rt):
+    rt.module("def test_t(replay):\n    replay.fact('k', lambda: 1)\n    assert False")
+    result = rt.record()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*NOT SAVED (test failed, nothing written): test_mod.py::test_t"])
+    assert rt.cassettes() == []

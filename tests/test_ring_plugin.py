@@ -59,3 +59,35 @@ def test_an_unopened_recorded_ring_is_unused_in_strict(rt, monkeypatch):
     result = rt.run("--replay=strict")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*replay_unused*", "*ring 'r'*"])
+
+
+def test_long_test_ids_and_ring_names_fit_the_file_name_limit(rt):
+    rt.module(
+        """
+        import pytest
+        @pytest.mark.parametrize("p", ["x" * 300])
+        def test_t(replay, p):
+            ring = replay.ring("r" * 120, capacity=4)
+            ring.publish(opcode=1)
+        """
+    )
+    rt.record().assert_outcomes(passed=1)
+    (log,) = (rt.root / "cassettes" / "test_mod").glob("*.vrrl")
+    assert len(log.name.encode()) <= 210
+    rt.run("--replay=strict").assert_outcomes(passed=1)
+
+
+def test_a_ring_log_path_outside_the_cassette_folder_is_refused(rt):
+    rt.module(
+        """
+        def test_t(replay):
+            replay.ring("r", capacity=4).publish(opcode=1)
+        """
+    )
+    rt.record().assert_outcomes(passed=1)
+    cassette = rt.cassette("test_t")
+    text = cassette.read_text()
+    cassette.write_text(text.replace("log: test_t.r.vrrl", "log: ../../etc/passwd"))
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*each log a file name next to the cassette*", "*Fix:*"])

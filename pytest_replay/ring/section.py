@@ -13,10 +13,29 @@ from ..modes import Mode
 from .log import read_records
 from .recorder import RingRecorder, diff_streams, stream_digest
 
+# 255 bytes, less '.vrrl' and the '.<pid>.<hex>.tmp' suffix of an atomic write.
+_SIDECAR_NAME_BYTES = 200
+
 
 def sidecar_path(cassette: Path, ring_name: str) -> Path:
-    """``<cassette stem>.<ring name>.vrrl`` next to the cassette."""
-    return cassette.with_name(f"{cassette.stem}.{sanitize_component(ring_name)}.vrrl")
+    """``<cassette stem>.<ring name>.vrrl`` next to the cassette.
+
+    The ring part is shortened (with a digest) so the whole name, plus the
+    temporary suffix used while writing, stays under the 255-byte limit.
+    """
+    budget = max(_SIDECAR_NAME_BYTES - len(cassette.stem.encode("utf-8")), 24)
+    return cassette.with_name(f"{cassette.stem}.{sanitize_component(ring_name, budget)}.vrrl")
+
+
+def _bare_name(log: Any) -> bool:
+    """A sidecar named in a cassette must sit next to it: no directories, no '..'."""
+    return (
+        isinstance(log, str)
+        and log not in ("", ".", "..")
+        and "/" not in log
+        and "\\" not in log
+        and "\0" not in log
+    )
 
 
 class RingSet:
@@ -27,10 +46,11 @@ class RingSet:
         self.rings: dict[str, RingRecorder] = {}
         recorded = ctx.section("rings", {})
         if not isinstance(recorded, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("log"), str) for v in recorded.values()
+            isinstance(v, dict) and _bare_name(v.get("log")) for v in recorded.values()
         ):
             raise CassetteError(
-                "section 'rings' must map ring names to {log, records, digest, capacity}",
+                "section 'rings' must map ring names to {log, records, digest, capacity}, "
+                "each log a file name next to the cassette",
                 cassette=ctx.shown,
                 fix=restore_fix(),
             )
