@@ -194,6 +194,9 @@ def differing_args(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> l
 # --- where values live: inline in the YAML, or in the blob store -------------------
 
 
+_BLOB_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,8}")
+
+
 class ValueStore:
     """Puts a JSON value (or bytes) in a record inline, or in the blob store when large.
 
@@ -242,10 +245,24 @@ class ValueStore:
         if name in record:
             return True, copy_json(record[name])
         if f"{name}_bytes" in record:
-            return True, bytes.fromhex(record[f"{name}_bytes"])
+            text = record[f"{name}_bytes"]
+            try:
+                return True, bytes.fromhex(text)
+            except (TypeError, ValueError):
+                raise CassetteError(
+                    f"'{name}_bytes' must be hex text, got {str(text)[:40]!r}",
+                    place=f"{name}_bytes",
+                    fix=restore_fix(),
+                ) from None
         blob = record.get(f"{name}_blob")
         if blob is None:
             return False, None
+        if not isinstance(blob, str) or not _BLOB_NAME.fullmatch(blob):
+            raise CassetteError(
+                f"'{name}_blob' must name a blob (<64 hex digits>.<ext>), got {str(blob)[:40]!r}",
+                place=f"{name}_blob",
+                fix=restore_fix(),
+            )
         data = self.blobs.get(blob)
         if blob.endswith(".json"):
             return True, json.loads(data.decode("utf-8"))
@@ -1062,9 +1079,9 @@ def load_events(section: Any, where: str, shown: str, store: ValueStore) -> list
         ):
             raise _bad(shown, place, "a metadata_only effect must not hold payloads")
         for name in ("inputs", "output"):
-            blob = event.get(f"{name}_blob")
-            if blob is not None:
-                store.get(event, name)  # verifies the digest; raises BlobError
+            if f"{name}_blob" in event or f"{name}_bytes" in event:
+                # Checks the form, and a blob's digest, now rather than mid-test.
+                store.get(event, name)
     return section
 
 
