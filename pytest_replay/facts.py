@@ -58,6 +58,25 @@ def scope(state: str, attempt: int) -> Iterator[None]:
         current_scope.reset(token)
 
 
+# The batch item a fact belongs to: (key prefix, order). step_batch items run
+# concurrently; each item gets its own prefix, so its keys keep their own
+# sequences whatever the thread schedule, and an order, so the file is written
+# item by item and a re-record gives the same bytes.
+Lane = tuple[str, tuple[int, ...]]
+_lane: contextvars.ContextVar[Lane] = contextvars.ContextVar("pytest_replay_lane", default=("", ()))
+_lane_get = _lane.get
+
+
+@contextmanager
+def lane(item: Lane) -> Iterator[None]:
+    """Facts taken inside belong to one batch item (see FactLog.batch_lanes)."""
+    token = _lane.set(item)
+    try:
+        yield
+    finally:
+        _lane.reset(token)
+
+
 # Keys of the facts recorded inside a taken() block; a step stores them so a
 # mocked replay, which does not run the step, can account for them (skip()).
 _taken: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -338,6 +357,9 @@ class FactLog:
         self._iters: dict[str, Iterator[str]] = {}
         self._derived: dict[str, int] = {}
         self._new: list[tuple[str, str]] = []  # recorded or appended by this run
+        self._new_lanes: dict[int, tuple[int, ...]] = {}  # index in _new -> batch order
+        self._batches: dict[str, int] = {}  # lane prefix -> batches opened in it
+        self._laned = False  # a batch opened lanes: replayed keys may need a prefix
         self._values: dict[str, str] = {}  # record_value key -> payload id, this run
         if recorded is not None:
             self.payloads.load_yaml(recorded.get("payloads"), shown)
@@ -373,6 +395,8 @@ class FactLog:
 
     def _fact_replay(self, key: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         __tracebackhide__ = True
+        if self._laned and type(key) is str:  # only once a batch has opened lanes
+            key = _lane_get()[0] + key
         it = self._iters.get(key) if type(key) is str else None
         pid = next(it, None) if it is not None else None
         if pid is None:
@@ -386,6 +410,7 @@ class FactLog:
         __tracebackhide__ = True
         if type(key) is not str or not key:
             self._raise_missing_key(key)
+        key = _lane_get()[0] + key
         value = fn(*args, **kwargs)
         if self._keeps:
             self._keep(key, value)
@@ -401,7 +426,7 @@ class FactLog:
             return await fn(*args, **kwargs)
 
         fetch_live = self._live or (
-            not self._has_next(key) and self.retryable and self.mode is Mode.REPLAY
+            not self._has_next(_lane_get()[0] + key) and self.retryable and self.mode is Mode.REPLAY
         )
         if fetch_live:
             value = await call()
@@ -413,6 +438,7 @@ class FactLog:
         __tracebackhide__ = True
         if type(key) is not str or not key:
             self._raise_missing_key(key)
+        key = _lane_get()[0] + key
         with self._lock:
             if not self._live and self._index.get(key):
                 it = self._iters[key]
@@ -429,7 +455,7 @@ class FactLog:
                 return self._values[key]
             self._values[key] = pid
             if self._keeps or not self._live:
-                self._new.append((key, pid))
+                self._append_new(key, pid)
                 _note_taken(key)
             if not self._live:
                 self._index[key] = [pid]
@@ -540,7 +566,8 @@ class FactLog:
 
     def to_yaml(self) -> dict[str, Any]:
         """The ``facts``/``payloads`` sections to save (new recording, or old + appended)."""
-        pairs = self._new if self._keeps else self._order + self._new
+        new = self._file_order()
+        pairs = new if self._keeps else self._order + new
         if not pairs:
             return {}
         return {
@@ -548,7 +575,51 @@ class FactLog:
             "payloads": self.payloads.to_yaml({p for _, p in pairs}),
         }
 
+    def batch_lanes(self, item_keys: Sequence[str]) -> list[Lane]:
+        """One lane per item of a batch opened now, keyed by the items' step keys."""
+        prefix, order = _lane_get()
+        self._laned = True
+        with self._lock:
+            batch = self._batches.get(prefix, 0)
+            self._batches[prefix] = batch + 1
+        return [(f"{prefix}{key}/", (*order, batch, i)) for i, key in enumerate(item_keys)]
+
     # -- internals -------------------------------------------------------------------
+
+    def _append_new(self, key: str, pid: str) -> None:
+        """Under self._lock: a fact this run recorded, with its batch order if any."""
+        order = _lane_get()[1]
+        if order:
+            self._new_lanes[len(self._new)] = order
+        self._new.append((key, pid))
+
+    def _file_order(self) -> list[tuple[str, str]]:
+        """New facts in call order, each batch's facts together, item by item.
+
+        A batch's facts go where its first fact arrived; inside, by item order,
+        then call order within the item, so thread scheduling never shows.
+        """
+        if not self._new_lanes:
+            return self._new
+        out: list[Any] = []
+        batches: dict[int, list[tuple[tuple[int, ...], int, tuple[str, str]]]] = {}
+        for i, pair in enumerate(self._new):
+            order = self._new_lanes.get(i)
+            if order is None:
+                out.append(pair)
+                continue
+            group = batches.get(order[0])
+            if group is None:
+                group = batches[order[0]] = []
+                out.append(group)
+            group.append((order[1:], i, pair))
+        flat: list[tuple[str, str]] = []
+        for entry in out:
+            if isinstance(entry, list):
+                flat.extend(pair for _, _, pair in sorted(entry, key=lambda e: (e[0], e[1])))
+            else:
+                flat.append(entry)
+        return flat
 
     def _used(self, key: str) -> int:
         ids = self._index.get(key, ())
@@ -578,7 +649,7 @@ class FactLog:
         __tracebackhide__ = True
         pid = self._encode(key, value)
         with self._lock:
-            self._new.append((key, pid))
+            self._append_new(key, pid)
         _note_taken(key)
 
     def _missing(self, key: Any, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
@@ -590,7 +661,7 @@ class FactLog:
             value = fn(*args, **kwargs)
             pid = self._encode(key, value)
             with self._lock:
-                self._new.append((key, pid))
+                self._append_new(key, pid)
                 self._index.setdefault(key, []).append(pid)
                 self._iters[key] = iter(())  # exhausted: the next call is fetched too
             return value

@@ -33,6 +33,7 @@ from .errors import (
     restore_fix,
 )
 from .facts import FactLog, taken
+from .facts import lane as fact_lane
 from .facts import scope as fact_scope
 from .modes import Mode
 from .tools import (
@@ -524,10 +525,12 @@ class StepRecorder:
         _check_concurrency(concurrency)
         options = self._options(strategy, tolerance, policy, match, retries)
         slots = self._reserve(name, len(items))
+        lanes = self._lanes(name, slots)
         outcomes: list[_Outcome] = [_Outcome(None)] * len(items)
 
         def one(i: int) -> None:
-            outcomes[i] = self._batch_item(name, fn, items[i], options, slots[i])
+            with fact_lane(lanes[i]):
+                outcomes[i] = self._batch_item(name, fn, items[i], options, slots[i])
 
         # Each item runs in a copy of this context, so a batch inside a step
         # still belongs to it, and items never see each other's scopes.
@@ -559,17 +562,20 @@ class StepRecorder:
         _check_concurrency(concurrency)
         options = self._options(strategy, tolerance, policy, match, retries)
         slots = self._reserve(name, len(items))
+        lanes = self._lanes(name, slots)
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> _Outcome:
+            # gather() runs each item in its own task (its own context copy).
             async with gate:
-                run = None
-                try:
-                    run = self._begin(name, (items[i],), {}, options, slots[i])
-                    value = await self._aexecute(run, fn, (items[i],), {})
-                except Exception as exc:
-                    return _Outcome(run, error=exc)
-                return _Outcome(run, value)
+                with fact_lane(lanes[i]):
+                    run = None
+                    try:
+                        run = self._begin(name, (items[i],), {}, options, slots[i])
+                        value = await self._aexecute(run, fn, (items[i],), {})
+                    except Exception as exc:
+                        return _Outcome(run, error=exc)
+                    return _Outcome(run, value)
 
         outcomes = await asyncio.gather(*(one(i) for i in range(len(items))))
         return self._batch_result(name, list(outcomes), return_exceptions)
@@ -940,6 +946,10 @@ class StepRecorder:
         )
 
     # -- batches ------------------------------------------------------------------------
+
+    def _lanes(self, name: str, slots: list[tuple[int, int]]) -> list[Any]:
+        """Each batch item's facts in a lane of their own (see facts.lane)."""
+        return self.facts.batch_lanes([f"{name}#{ordinal}" for ordinal, _ in slots])
 
     def _batch_item(
         self, name: str, fn: Callable[..., Any], item: Any, options: _Options, slot: Any

@@ -491,3 +491,42 @@ def test_set_arguments_are_stored_sorted_so_re_records_are_stable():
     words = {f"w{i:02d}" for i in range(20)}
     assert capture(words) == {SET: sorted(words)}
     assert capture(frozenset({3, 1, 2})) == {SET: [1, 2, 3]}
+
+
+BATCH_WITH_FACTS = """
+import asyncio, random, time
+
+def quote(symbol):
+    time.sleep(random.random() / 200)  # items finish in a different order every run
+    return {"symbol": symbol, "px": ord(symbol) / 8}
+
+def price(replay, symbol):
+    first = replay.fact("quote", quote, symbol)
+    second = replay.fact("quote", quote, symbol)
+    assert first["symbol"] == second["symbol"] == symbol
+    return {"px": first["px"] + second["px"]}
+
+def test_threads(replay):
+    out = replay.step_batch("price", lambda s: price(replay, s), "ABCDEFGH", concurrency=8)
+    assert [r["px"] for r in out.results] == [r["px"] for r in out.results]
+
+async def aprice(replay, symbol):
+    await asyncio.sleep(random.random() / 200)
+    return price(replay, symbol)
+
+def test_tasks(replay):
+    async def fn(s):
+        return await aprice(replay, s)
+    replay.step_batch("aprice", fn, "ABCDEFGH", concurrency=8)
+"""
+
+
+def test_facts_inside_a_concurrent_batch_replay_per_item_and_re_record_byte_stable(rt):
+    rt.module(BATCH_WITH_FACTS)
+    rt.record().assert_outcomes(passed=2)
+    first = {p: p.read_bytes() for p in rt.cassettes()}
+    assert b'"price#3/quote"' in first[rt.cassette("test_threads")]
+    for _ in range(3):  # each item must get its own values back, whatever the schedule
+        rt.run("--replay=strict").assert_outcomes(passed=2)
+    rt.record().stdout.fnmatch_lines(["*2 unchanged*"])
+    assert {p: p.read_bytes() for p in rt.cassettes()} == first
