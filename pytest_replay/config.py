@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .ambient import CLOCK_WHAT, valid_clock, valid_switch
 from .errors import ConfigError
 
 DEFAULT_BLOB_THRESHOLD = 4096
@@ -37,6 +38,10 @@ KNOWN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a Drift, a dict like {'tokens': 0.05, 'cost': 0.1}, or a number",
     ),
     "policy": (lambda v: v is None or hasattr(v, "check"), "a replay.Policy(...) or None"),
+    # ambient determinism (docs/ambient.md)
+    "clock": (valid_clock, CLOCK_WHAT),
+    "random": (valid_switch, "True or False"),
+    "uuid": (valid_switch, "True or False"),
 }
 
 

@@ -260,6 +260,10 @@ class UnusedItems(ReplayError):
     code = "unused"
 
 
+class ReplayWarning(UserWarning):
+    """Something that may make a replay differ from its recording, but is not a failure."""
+
+
 # --- step outputs -----------------------------------------------------------------
 
 

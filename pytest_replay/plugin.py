@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from . import hookspecs
+from . import ambient, hookspecs
 from .blobs import BlobStore
 from .cassette import cassette_path, cassette_root, display_path
 from .config import DEFAULT_BLOB_THRESHOLD, merge_settings
@@ -48,6 +48,10 @@ class ReplayRun:
             "missing_fact_retryable": config.getini("replay_missing_fact_retryable"),
             "blob_threshold": _int_ini(config, "replay_blob_threshold", DEFAULT_BLOB_THRESHOLD),
         }
+        try:
+            self.ini_settings.update(ambient.parse_ini(config.getini("replay_ambient")))
+        except ConfigError as err:
+            raise pytest.UsageError(err.render()) from None
         self.results: list[TestResult] = []
         self.claimed: dict[Path, str] = {}  # cassette path -> the test that uses it
 
@@ -190,6 +194,12 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         default=False,
     )
     parser.addini(
+        "replay_ambient",
+        "patch for every test: clock (or clock=tick, clock=<seconds per read>), random, uuid",
+        type="args",
+        default=[],
+    )
+    parser.addini(
         "replay_blob_threshold",
         "payloads larger than this many bytes go to the .blobs store",
         default=str(DEFAULT_BLOB_THRESHOLD),
@@ -200,7 +210,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "replay(**overrides): per-test replay settings (mode, cassette, "
-        "missing_fact_retryable, blob_threshold)",
+        "missing_fact_retryable, blob_threshold, clock, random, uuid)",
     )
     config.addinivalue_line(
         "markers", "gpu: needs CuPy and a visible CUDA device (skipped with a reason otherwise)"
@@ -232,7 +242,9 @@ def replay_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def replay(request: pytest.FixtureRequest, replay_config: Mapping[str, Any]) -> ReplaySession:
+def replay(
+    request: pytest.FixtureRequest, replay_config: Mapping[str, Any]
+) -> Generator[ReplaySession, None, None]:
     """This test's record/replay session (facts, clock, randomness)."""
     run = request.config.stash[RUN_KEY]
     item = request.node
@@ -243,7 +255,19 @@ def replay(request: pytest.FixtureRequest, replay_config: Mapping[str, Any]) -> 
         err.terse = True  # type: ignore[attr-defined]
         raise err from None
     item.stash[SESSION_KEY] = session
-    return session
+    yield session
+    session.close()  # a test that never reached its body (setup failed) still gets the real clock
+
+
+@pytest.fixture(autouse=True)
+def _replay_ambient(request: pytest.FixtureRequest, replay_config: Mapping[str, Any]) -> None:
+    """A test that turns on clock/random/uuid gets its replay session without asking for it."""
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    marks = [mark.kwargs for mark in reversed(list(request.node.iter_markers("replay")))]
+    if ambient.wanted(run.ini_settings, replay_config, *marks):
+        request.getfixturevalue("replay")
 
 
 # --- around the test body ---------------------------------------------------------
@@ -276,6 +300,15 @@ def _terse(fn: Any) -> Any:
     except ReplayError as err:
         err.terse = True  # type: ignore[attr-defined]
         raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]:
+    # pytest-randomly reseeds random/NumPy just before the body; seed them again
+    # from the test's recorded seed so random=True still replays.
+    if ambient.ACTIVE and pyfuncitem.config.pluginmanager.hasplugin("randomly"):
+        ambient.reseed("call")
+    return (yield)
 
 
 @pytest.hookimpl(wrapper=True)

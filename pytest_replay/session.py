@@ -150,8 +150,16 @@ class ReplaySession:
                 )
             )
 
+    def close(self) -> None:
+        """Undo what recorders patched for the test body (ambient clock/randomness); idempotent."""
+        for recorder in self.recorders:
+            close = getattr(recorder, "close", None)
+            if close is not None:
+                close()
+
     def after_call(self) -> TestResult:
         """End-of-test checks (the test body passed), then save. Raises on failure."""
+        self.close()
         if self.raised:
             # The code under test caught our error and carried on: the test
             # must not pass on a replay that did not happen.
@@ -204,6 +212,7 @@ class ReplaySession:
 
     def failed_result(self, *, skipped: bool = False) -> TestResult:
         """A test that did not pass: nothing saved; a skip is not a failure."""
+        self.close()
         unused = sum(len(recorder.unused()) for recorder in self.recorders)
         result = self.result(failed=not skipped, unused=unused)
         if any(err.kind.startswith("replay_missing") for err in self.raised):
