@@ -14,12 +14,16 @@ import yaml
 from .blobs import BlobStore, atomic_write
 from .canonical import digest
 from .errors import CassetteError, SchemaVersionError
+from .fingerprint import FINGERPRINT_KEY
 
 SCHEMA_VERSION = 1
-HEADER_KEYS = ("pytest_replay", "test")
+HEADER_KEYS = ("pytest_replay", "test", FINGERPRINT_KEY)
 # Stored for people, never compared: a re-record that changes only these
 # leaves the file byte-for-byte untouched.
 VOLATILE_KEYS = frozenset({"recorded_at", "duration_ms"})
+# The same, for top-level keys only: the environment fingerprint. Re-recording
+# the same behaviour on another machine keeps the file (and its old fingerprint).
+VOLATILE_HEADER_KEYS = frozenset({FINGERPRINT_KEY})
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -209,7 +213,10 @@ def parse_document(data: bytes, path: Path, shown: str) -> dict[str, Any]:
     return doc
 
 
-def strip_volatile(value: Any) -> Any:
+def strip_volatile(value: Any, *, top: bool = False) -> Any:
+    """``value`` without volatile keys (at any depth; header ones at the top when ``top``)."""
+    if top and isinstance(value, Mapping):
+        value = {k: v for k, v in value.items() if k not in VOLATILE_HEADER_KEYS}
     if isinstance(value, Mapping):
         return {k: strip_volatile(v) for k, v in value.items() if k not in VOLATILE_KEYS}
     if isinstance(value, list):
@@ -249,8 +256,12 @@ class Cassette:
         return cls(path, parse_document(data, path, shown), shown=shown, blobs=blobs)
 
     @staticmethod
-    def new_document(test: str, sections: Mapping[str, Any]) -> dict[str, Any]:
+    def new_document(
+        test: str, sections: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {"pytest_replay": SCHEMA_VERSION, "test": test}
+        if env:
+            doc[FINGERPRINT_KEY] = dict(env)
         doc.update({k: v for k, v in sections.items() if v})
         return doc
 
@@ -269,7 +280,8 @@ def save_document(path: Path, doc: Mapping[str, Any]) -> bool:
             if old_bytes == data:
                 return False
             old = yaml.load(old_bytes, Loader=_Loader)
-            if strip_volatile(old) == strip_volatile(yaml.load(data, Loader=_Loader)):
+            new = yaml.load(data, Loader=_Loader)
+            if strip_volatile(old, top=True) == strip_volatile(new, top=True):
                 return False
         except (OSError, yaml.YAMLError, ValueError, TypeError, RecursionError):
             pass  # unreadable old file: overwrite it with a good one
