@@ -16,12 +16,17 @@ from .cassette import cassette_path, cassette_root, display_path
 from .config import DEFAULT_BLOB_THRESHOLD, merge_settings
 from .diffs import DiffStore
 from .errors import ConfigError, PluginConflict, ReplayError
-from .modes import MODES, effective_mode, resolve_mode
+from .modes import MODES, Mode, effective_mode, resolve_mode
 from .report import ReplayReport
 from .session import ReplaySession, TestResult
+from .twice import Snapshot
 
 SESSION_KEY = pytest.StashKey[ReplaySession]()
 RUN_KEY = pytest.StashKey["ReplayRun"]()
+# --replay-twice: what the first pass recorded, and the files it replaced
+RECORDED_KEY = pytest.StashKey[tuple[TestResult, Snapshot]]()
+FORCE_MODE_KEY = pytest.StashKey[Mode]()  # the second pass of --replay-twice replays strict
+TWICE_LABEL = "replay-twice"  # the mode its results are counted under
 ESSS_DIST = "pytest-replay"
 
 
@@ -40,6 +45,12 @@ class ReplayRun:
         replay_dir = config.getoption("replay_dir") or config.getini("replay_dir")
         self.replay_dir = (self.rootdir / replay_dir).resolve() if replay_dir else None
         cache_dir = _cache_dir(config)
+        self.twice = bool(config.getoption("replay_twice"))
+        if self.twice and self.mode not in (Mode.RECORD, Mode.REPLAY):
+            raise pytest.UsageError(
+                f"--replay-twice checks what a test records, but --replay={self.mode.value} "
+                "never records\n  Fix: pytest --replay=record --replay-twice"
+            )
         self.diffs = DiffStore(
             cache_dir / "replay" / "diffs",
             display_path(cache_dir / "replay" / "diffs", self.rootdir),
@@ -62,7 +73,7 @@ class ReplayRun:
                 )
             marker.update(mark.kwargs)
         settings = merge_settings(self.ini_settings, fixture_config, marker)
-        mode = effective_mode(
+        mode = item.stash.get(FORCE_MODE_KEY, None) or effective_mode(
             self.mode, settings.get("mode"), source="mode in the replay marker or replay_config"
         )
         parts = [n.name for n in item.listchain() if isinstance(n, pytest.Class)] + [item.name]
@@ -181,6 +192,14 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         default=None,
         help="keep all cassettes under DIR, mirroring module paths (ini replay_dir)",
     )
+    group.addoption(
+        "--replay-twice",
+        dest="replay_twice",
+        action="store_true",
+        default=False,
+        help="after a test records its cassette, run it again replaying that cassette "
+        "(strict) and fail it if it does not behave the same: catches non-determinism",
+    )
     parser.addini("replay_mode", "default record/replay mode", default="")
     parser.addini("replay_dir", "directory for all cassettes (default: next to each module)")
     parser.addini(
@@ -206,6 +225,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "gpu: needs CuPy and a visible CUDA device (skipped with a reason otherwise)"
     )
     config.stash[RUN_KEY] = ReplayRun(config)
+    from . import runwide  # --replay-twice
+
+    config.pluginmanager.register(runwide, "pytest_replay.runwide")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -247,17 +269,31 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         return (yield)
     results = item.config.stash[RUN_KEY].results
     del item.stash[SESSION_KEY]
+    # The second pass of --replay-twice is counted apart from the recording.
+    label = TWICE_LABEL if item.stash.get(FORCE_MODE_KEY, None) is not None else None
+    snapshot = None
     try:
         _terse(session.before_call)
         outcome = yield
-        results.append(_terse(session.after_call))
+        if label is None and session.mode is Mode.RECORD and item.config.stash[RUN_KEY].twice:
+            snapshot = Snapshot.take(session.cassette)
+        result = _terse(session.after_call)
     except pytest.skip.Exception:
-        results.append(session.failed_result(skipped=True))
+        results.append(_labelled(session.failed_result(skipped=True), label))
         raise
     except BaseException:
-        results.append(session.failed_result())
+        results.append(_labelled(session.failed_result(), label))
         raise
+    results.append(_labelled(result, label))
+    if snapshot is not None and (result.wrote or result.unchanged):
+        item.stash[RECORDED_KEY] = (result, snapshot)
     return outcome
+
+
+def _labelled(result: TestResult, label: str | None) -> TestResult:
+    if label is not None:
+        result.mode = label
+    return result
 
 
 def _terse(fn: Any) -> Any:
