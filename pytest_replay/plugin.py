@@ -20,6 +20,7 @@ from .modes import MODES, Mode, effective_mode, resolve_mode
 from .report import ReplayReport
 from .session import ReplaySession, TestResult
 from .twice import Snapshot
+from .usage import REPORT_FILE, UnusedReport, Usage
 
 SESSION_KEY = pytest.StashKey[ReplaySession]()
 RUN_KEY = pytest.StashKey["ReplayRun"]()
@@ -45,12 +46,20 @@ class ReplayRun:
         replay_dir = config.getoption("replay_dir") or config.getini("replay_dir")
         self.replay_dir = (self.rootdir / replay_dir).resolve() if replay_dir else None
         cache_dir = _cache_dir(config)
+        self.unused_path = cache_dir / "replay" / REPORT_FILE
         self.twice = bool(config.getoption("replay_twice"))
         if self.twice and self.mode not in (Mode.RECORD, Mode.REPLAY):
             raise pytest.UsageError(
                 f"--replay-twice checks what a test records, but --replay={self.mode.value} "
                 "never records\n  Fix: pytest --replay=record --replay-twice"
             )
+        self.report_unused = bool(config.getoption("replay_report_unused"))
+        self.usage = Usage()
+        self.worker_results: list[TestResult] = []
+        self.worker_usage: list[Usage] = []
+        self.workers_lost: list[str] = []
+        self.workers_seen: set[int] = set()
+        self.unused: UnusedReport | None = None
         self.diffs = DiffStore(
             cache_dir / "replay" / "diffs",
             display_path(cache_dir / "replay" / "diffs", self.rootdir),
@@ -89,6 +98,8 @@ class ReplayRun:
             item.config.hook.pytest_replay_cassette_path(item=item, default=default) or default
         )
         shown = display_path(path, self.rootdir)
+        self.usage.reached.add(item.nodeid)
+        self.usage.used.add(str(path))
         owner = self.claimed.setdefault(path, item.nodeid)
         if owner != item.nodeid:
             raise ConfigError(
@@ -200,6 +211,14 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         help="after a test records its cassette, run it again replaying that cassette "
         "(strict) and fail it if it does not behave the same: catches non-determinism",
     )
+    group.addoption(
+        "--replay-report-unused",
+        dest="replay_report_unused",
+        action="store_true",
+        default=False,
+        help="list cassettes, ring logs and blobs no test used (in modules that ran whole) "
+        "and write them for 'pytest-replay prune'",
+    )
     parser.addini("replay_mode", "default record/replay mode", default="")
     parser.addini("replay_dir", "directory for all cassettes (default: next to each module)")
     parser.addini(
@@ -225,7 +244,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "gpu: needs CuPy and a visible CUDA device (skipped with a reason otherwise)"
     )
     config.stash[RUN_KEY] = ReplayRun(config)
-    from . import runwide  # --replay-twice
+    from . import runwide  # --replay-twice, the unused report, xdist workers
 
     config.pluginmanager.register(runwide, "pytest_replay.runwide")
 
