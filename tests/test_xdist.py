@@ -12,7 +12,9 @@ import shutil
 import numpy as np
 import pytest
 
+from pytest_replay.report import ReplayReport
 from pytest_replay.ring import read_records
+from pytest_replay.session import TestResult as Result
 
 from .conftest import tree_digest
 
@@ -99,3 +101,15 @@ def test_xdist_merges_the_unused_report(rt):
     rt.run("--replay-report-unused", "-n", "2", "-k", "many and 1").assert_outcomes(passed=1)
     data = json.loads(report.read_text())
     assert data["partial"] is True and "test_mod.py" in data["not_checked"]
+
+
+def test_a_cassette_shared_across_workers_is_a_warning():
+    results = [
+        Result("t.py::a", "record", "LIVE", "cassettes/t/x.yaml", wrote=True),
+        Result("t.py::b", "record", "LIVE", "cassettes/t/x.yaml", wrote=True),
+        Result("t.py::c", "record", "LIVE", "cassettes/t/c.yaml", wrote=True),
+    ]
+    assert ReplayReport.build(results).lines(0)[1:] == [
+        "WARNING cassettes/t/x.yaml is used by 2 tests on different workers "
+        "(t.py::a, t.py::b); give each its own name: @pytest.mark.replay(cassette='...')"
+    ]
