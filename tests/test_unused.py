@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_replay.review.cli import main
-from pytest_replay.usage import UnusedReport
+from pytest_replay.usage import UnusedReport, read_test_id
 
 MODULE = """
 import os
@@ -171,3 +171,13 @@ def test_a_malformed_report_loads_or_is_a_clear_error(tmp_path_factory, fields):
         assert str(path) in str(exc)
     else:
         assert Path(report.rootdir).is_absolute()
+
+
+@given(st.binary(max_size=300))
+def test_reading_a_header_never_raises(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("h") / "c.yaml"
+    path.write_bytes(b"pytest_replay: 1\n" + data)
+    test = read_test_id(path)
+    assert test is None or (isinstance(test, str) and test)
+    path.write_bytes(b"pytest_replay: 1\ntest: 'a.py::t[x: y]'\nfacts: |\n")
+    assert read_test_id(path) == "a.py::t[x: y]"
