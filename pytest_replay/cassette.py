@@ -14,15 +14,19 @@ import yaml
 from .blobs import BlobStore, atomic_write
 from .canonical import digest
 from .errors import CassetteError, SchemaVersionError, restore_fix
+from .fingerprint import FINGERPRINT_KEY
 
 SCHEMA_VERSION = 1
-HEADER_KEYS = ("pytest_replay", "test")
+HEADER_KEYS = ("pytest_replay", "test", FINGERPRINT_KEY)
 # Stored for people, never compared: a re-record that changes only these
 # leaves the file byte-for-byte untouched.
 # Where volatile values sit: stored, never compared. Paths, not key names,
 # so a user's own field called duration_ms inside a step output still counts.
+# The environment fingerprint is one: re-recording the same behaviour on
+# another machine keeps the file (and its old fingerprint).
 VOLATILE_PATHS: tuple[tuple[str, ...], ...] = (
     ("recorded_at",),
+    (FINGERPRINT_KEY,),
     ("steps", "*", "attempts", "*", "duration_ms"),
 )
 
@@ -273,8 +277,12 @@ class Cassette:
         return cls(path, parse_document(data, path, shown), shown=shown, blobs=blobs)
 
     @staticmethod
-    def new_document(test: str, sections: Mapping[str, Any]) -> dict[str, Any]:
+    def new_document(
+        test: str, sections: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {"pytest_replay": SCHEMA_VERSION, "test": test}
+        if env:
+            doc[FINGERPRINT_KEY] = dict(env)
         doc.update({k: v for k, v in sections.items() if v})
         return doc
 
@@ -293,7 +301,8 @@ def save_document(path: Path, doc: Mapping[str, Any]) -> bool:
             if old_bytes == data:
                 return False
             old = yaml.load(old_bytes, Loader=_Loader)
-            if strip_volatile(old) == strip_volatile(yaml.load(data, Loader=_Loader)):
+            new = yaml.load(data, Loader=_Loader)
+            if strip_volatile(old) == strip_volatile(new):
                 return False
         except (OSError, yaml.YAMLError, ValueError, TypeError, RecursionError):
             pass  # unreadable old file: overwrite it with a good one

@@ -26,7 +26,7 @@ def _is_nonneg_int(v: Any) -> bool:
 
 # key -> (validator, what a valid value is). Features add their keys here.
 KNOWN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "mode": (_is_str_or_none, "a mode name: off, record, replay, strict"),
+    "mode": (_is_str_or_none, "a mode name: off, record, replay, strict, verify"),
     "cassette": (_is_str_or_none, "a cassette file name (relative, no '..')"),
     "missing_fact_retryable": (_is_bool, "True or False"),
     "blob_threshold": (_is_nonneg_int, "a byte count >= 0"),

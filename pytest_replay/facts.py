@@ -383,9 +383,13 @@ class FactLog:
             self._iters = {key: iter(ids) for key, ids in index.items()}
         self._live = mode.live_io
         self._keeps = mode.records
+        self._verify = mode is Mode.VERIFY
         self._cache = self.payloads.cache
         # Bind the mode's implementation once: the replay hot path has no mode test.
-        self.fact = self._fact_live if self._live else self._fact_replay  # type: ignore[method-assign]
+        if self._verify:
+            self.fact = self._fact_verify  # type: ignore[method-assign]
+        else:
+            self.fact = self._fact_live if self._live else self._fact_replay  # type: ignore[method-assign]
 
     # -- public API (the replay fixture hands these out directly) ------------------
 
@@ -416,6 +420,22 @@ class FactLog:
             self._keep(key, value)
         return value
 
+    def _fact_verify(self, key: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Verify: the key must be in the recording as replay would need it; the value is live.
+
+        Values are not compared (the world's clock and randomness differ run to
+        run): what a test does with them is checked through its outputs.
+        """
+        __tracebackhide__ = True
+        if self._laned and type(key) is str:
+            key = _lane_get()[0] + key
+        it = self._iters.get(key) if type(key) is str else None
+        if it is None or next(it, None) is None:
+            if type(key) is not str or not key:
+                self._raise_missing_key(key)
+            raise self._error(self._missing_error(key, self._used(key)))
+        return fn(*args, **kwargs)
+
     async def afact(self, key: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fact`` for a coroutine function: awaited only when it runs live."""
         __tracebackhide__ = True
@@ -439,6 +459,8 @@ class FactLog:
         if type(key) is not str or not key:
             self._raise_missing_key(key)
         key = _lane_get()[0] + key
+        if self._verify:
+            return self._record_value_verify(key, value)
         with self._lock:
             if not self._live and self._index.get(key):
                 it = self._iters[key]
@@ -461,6 +483,19 @@ class FactLog:
                 self._index[key] = [pid]
                 self._iters[key] = iter(())
         return pid
+
+    def _record_value_verify(self, key: str, value: Any) -> str:
+        __tracebackhide__ = True
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+            if not self._index.get(key):
+                raise self._error(self._missing_error(key, 0))
+            if self._used(key) == 0:
+                next(self._iters[key], None)
+        pid = self._encode(key, value)  # staged only: verify never flushes blobs
+        with self._lock:
+            return self._values.setdefault(key, pid)
 
     def now_millis(self) -> int:
         __tracebackhide__ = True
@@ -673,6 +708,8 @@ class FactLog:
         details = [f"nearest recorded keys: {', '.join(map(repr, nearest)) or '(none)'}"]
         if self.mode is Mode.STRICT:
             fix = rerecord_fix() + "  (strict never fetches live)"
+        elif self.mode is Mode.VERIFY:
+            fix = rerecord_fix() + "  (the recording lacks a call the test makes now)"
         else:
             fix = rerecord_fix(
                 "  (or set replay_missing_fact_retryable = true to fetch missing facts live)"

@@ -46,8 +46,13 @@ class Mode(str, enum.Enum):
         """A missing cassette fails the test instead of recording it."""
         return self in (Mode.STRICT, Mode.VERIFY)
 
+    @property
+    def locked(self) -> bool:
+        """A run-wide promise (nothing live or nothing written) per-test overrides cannot break."""
+        return self in (Mode.STRICT, Mode.VERIFY)
 
-MODES: tuple[str, ...] = tuple(m.value for m in Mode if m is not Mode.VERIFY)
+
+MODES: tuple[str, ...] = tuple(m.value for m in Mode)
 
 
 def parse_mode(value: str, *, source: str) -> Mode:
@@ -77,11 +82,12 @@ def resolve_mode(flag: str | None, env: Mapping[str, str], ini: str | None) -> M
 
 
 def effective_mode(run_mode: Mode, override: str | None, *, source: str) -> Mode:
-    """A per-test override (marker/replay_config) applies, except under strict.
+    """A per-test override (marker/replay_config) applies, except under strict and verify.
 
-    Strict is the CI promise "nothing live, nothing written": a marker in a
-    test file must not be able to weaken it, so strict ignores overrides.
+    Strict is the CI promise "nothing live, nothing written", verify the promise
+    "everything live, checked, nothing written": a marker in a test file must
+    not be able to break either, so both ignore overrides.
     """
-    if override is None or run_mode is Mode.STRICT:
+    if override is None or run_mode.locked:
         return run_mode
     return parse_mode(override, source=source)

@@ -16,12 +16,18 @@ from .cassette import cassette_path, cassette_root, display_path
 from .config import DEFAULT_BLOB_THRESHOLD, merge_settings
 from .diffs import DiffStore
 from .errors import ConfigError, PluginConflict, ReplayError
-from .modes import MODES, effective_mode, resolve_mode
+from .modes import MODES, Mode, effective_mode, resolve_mode
 from .report import ReplayReport
 from .session import ReplaySession, TestResult
+from .twice import Snapshot
+from .usage import REPORT_FILE, UnusedReport, Usage
 
 SESSION_KEY = pytest.StashKey[ReplaySession]()
 RUN_KEY = pytest.StashKey["ReplayRun"]()
+# --replay-twice: what the first pass recorded, and the files it replaced
+RECORDED_KEY = pytest.StashKey[tuple[TestResult, Snapshot]]()
+FORCE_MODE_KEY = pytest.StashKey[Mode]()  # the second pass of --replay-twice replays strict
+TWICE_LABEL = "replay-twice"  # the mode its results are counted under
 ESSS_DIST = "pytest-replay"
 
 
@@ -40,6 +46,20 @@ class ReplayRun:
         replay_dir = config.getoption("replay_dir") or config.getini("replay_dir")
         self.replay_dir = (self.rootdir / replay_dir).resolve() if replay_dir else None
         cache_dir = _cache_dir(config)
+        self.unused_path = cache_dir / "replay" / REPORT_FILE
+        self.twice = bool(config.getoption("replay_twice"))
+        if self.twice and self.mode not in (Mode.RECORD, Mode.REPLAY):
+            raise pytest.UsageError(
+                f"--replay-twice checks what a test records, but --replay={self.mode.value} "
+                "never records\n  Fix: pytest --replay=record --replay-twice"
+            )
+        self.report_unused = bool(config.getoption("replay_report_unused"))
+        self.usage = Usage()
+        self.worker_results: list[TestResult] = []
+        self.worker_usage: list[Usage] = []
+        self.workers_lost: list[str] = []
+        self.workers_seen: set[int] = set()
+        self.unused: UnusedReport | None = None
         self.diffs = DiffStore(
             cache_dir / "replay" / "diffs",
             display_path(cache_dir / "replay" / "diffs", self.rootdir),
@@ -66,7 +86,7 @@ class ReplayRun:
                 )
             marker.update(mark.kwargs)
         settings = merge_settings(self.ini_settings, fixture_config, marker)
-        mode = effective_mode(
+        mode = item.stash.get(FORCE_MODE_KEY, None) or effective_mode(
             self.mode, settings.get("mode"), source="mode in the replay marker or replay_config"
         )
         parts = [n.name for n in item.listchain() if isinstance(n, pytest.Class)] + [item.name]
@@ -82,6 +102,8 @@ class ReplayRun:
             item.config.hook.pytest_replay_cassette_path(item=item, default=default) or default
         )
         shown = display_path(path, self.rootdir)
+        self.usage.reached.add(item.nodeid)
+        self.usage.used.add(str(path))
         owner = self.claimed.setdefault(path, item.nodeid)
         if owner != item.nodeid:
             raise ConfigError(
@@ -185,6 +207,22 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         default=None,
         help="keep all cassettes under DIR, mirroring module paths (ini replay_dir)",
     )
+    group.addoption(
+        "--replay-twice",
+        dest="replay_twice",
+        action="store_true",
+        default=False,
+        help="after a test records its cassette, run it again replaying that cassette "
+        "(strict) and fail it if it does not behave the same: catches non-determinism",
+    )
+    group.addoption(
+        "--replay-report-unused",
+        dest="replay_report_unused",
+        action="store_true",
+        default=False,
+        help="list cassettes, ring logs and blobs no test used (in modules that ran whole) "
+        "and write them for 'pytest-replay prune'",
+    )
     parser.addini("replay_mode", "default record/replay mode", default="")
     parser.addini("replay_dir", "directory for all cassettes (default: next to each module)")
     parser.addini(
@@ -216,6 +254,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "gpu: needs CuPy and a visible CUDA device (skipped with a reason otherwise)"
     )
     config.stash[RUN_KEY] = ReplayRun(config)
+    from . import runwide  # --replay-twice, the unused report, xdist workers
+
+    config.pluginmanager.register(runwide, "pytest_replay.runwide")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -280,17 +321,31 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         return (yield)
     results = item.config.stash[RUN_KEY].results
     del item.stash[SESSION_KEY]
+    # The second pass of --replay-twice is counted apart from the recording.
+    label = TWICE_LABEL if item.stash.get(FORCE_MODE_KEY, None) is not None else None
+    snapshot = None
     try:
         _terse(session.before_call)
         outcome = yield
-        results.append(_terse(session.after_call))
+        if label is None and session.mode is Mode.RECORD and item.config.stash[RUN_KEY].twice:
+            snapshot = Snapshot.take(session.cassette)
+        result = _terse(session.after_call)
     except pytest.skip.Exception:
-        results.append(session.failed_result(skipped=True))
+        results.append(_labelled(session.failed_result(skipped=True), label))
         raise
     except BaseException:
-        results.append(session.failed_result())
+        results.append(_labelled(session.failed_result(), label))
         raise
+    results.append(_labelled(result, label))
+    if snapshot is not None and (result.wrote or result.unchanged):
+        item.stash[RECORDED_KEY] = (result, snapshot)
     return outcome
+
+
+def _labelled(result: TestResult, label: str | None) -> TestResult:
+    if label is not None:
+        result.mode = label
+    return result
 
 
 def _terse(fn: Any) -> Any:

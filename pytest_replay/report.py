@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 
 from .session import TestResult
 
-_COUNTS = ("recorded", "unchanged", "replayed", "new", "unused", "failed-not-saved", "failed")
+_COUNTS = (
+    "recorded",
+    "unchanged",
+    "replayed",
+    "verified",
+    "new",
+    "unused",
+    "failed-not-saved",
+    "failed",
+)
 
 
 @dataclass
@@ -28,8 +37,10 @@ class ReplayReport:
             if r.mode == "record" and r.unchanged:
                 c["unchanged"] += 1
             replayed = r.verdict in ("HIT", "PARTIAL", "UNUSED")
-            if r.mode in ("replay", "strict") and replayed and not r.failed:
+            if r.mode in ("replay", "strict", "replay-twice") and replayed and not r.failed:
                 c["replayed"] += 1
+            if r.mode == "verify" and r.verdict in ("VERIFIED", "UNUSED") and not r.failed:
+                c["verified"] += 1
             if r.mode == "replay" and r.verdict == "MISS" and r.new and not r.failed:
                 c["new"] += 1
             if r.unused:
@@ -51,7 +62,31 @@ class ReplayReport:
             if r.not_saved:
                 kept = "nothing written" if r.new else "old cassette kept"
                 out.append(f"NOT SAVED (test failed, {kept}): {r.nodeid}")
+        out.extend(self._warnings())
         if verbose > 0:
             width = max((len(r.verdict) for r in self.results), default=0)
             out.extend(f"{r.verdict:<{width}} {r.nodeid} -> {r.cassette}" for r in self.results)
+        return out
+
+    def _warnings(self) -> list[str]:
+        """Facts worth a line that never fail a test by themselves."""
+        out = []
+        envs: dict[str, list[str]] = {}
+        owners: dict[str, set[str]] = {}
+        for r in self.results:
+            if r.env_diff:
+                envs.setdefault(r.env_diff, []).append(r.nodeid)
+            owners.setdefault(r.cassette, set()).add(r.nodeid)
+        for diff, tests in sorted(envs.items()):
+            out.append(
+                f"WARNING environment differs from the recording ({diff}) "
+                f"for {len(tests)} test(s), e.g. {tests[0]}"
+            )
+        for cassette, tests in sorted(owners.items()):
+            if len(tests) > 1:  # only xdist gets here: one process refuses the second test
+                out.append(
+                    f"WARNING {cassette} is used by {len(tests)} tests on different workers "
+                    f"({', '.join(sorted(tests))}); give each its own name: "
+                    "@pytest.mark.replay(cassette='...')"
+                )
         return out

@@ -16,6 +16,7 @@ from .diffs import DiffStore
 from .errors import CassetteWriteError, MissingCassette, ReplayError, UnusedItems
 from .extensions import installers
 from .facts import FactLog
+from .fingerprint import FINGERPRINT_KEY, current, differences
 from .modes import Mode
 
 UNUSED_SHOWN = 10
@@ -27,6 +28,7 @@ class Verdict(str, enum.Enum):
     MISS = "MISS"  # no cassette: recorded now (replay) or failed (strict)
     LIVE = "LIVE"  # ran live (record, off)
     UNUSED = "UNUSED"  # replayed, but recorded items were never asked for
+    VERIFIED = "VERIFIED"  # ran live (verify) and matched the cassette
 
 
 @dataclass
@@ -43,6 +45,7 @@ class TestResult:
     not_saved: bool = False  # record wanted, but the test failed: old file kept
     unused: int = 0
     failed: bool = False
+    env_diff: str = ""  # major environment differences from the recording (a warning)
 
 
 class ReplaySession:
@@ -73,6 +76,7 @@ class ReplaySession:
         self._diffs = diffs
         self.raised: list[ReplayError] = []
         self.existed = cassette_path.exists()
+        self.env_diff = ""
         try:
             self._build(mode, cassette_path, shown, blobs, settings, threshold, hook)
         except ReplayError as err:
@@ -92,6 +96,7 @@ class ReplaySession:
         recorded: Cassette | None = None
         if self.existed and mode is not Mode.RECORD and mode is not Mode.OFF:
             recorded = Cassette.load(cassette_path, blobs=blobs, shown=shown)
+            self.env_diff = "; ".join(differences(recorded.doc.get(FINGERPRINT_KEY), current()))
         # replay with no cassette yet: this test records (the DESIGN table).
         self.mode = Mode.RECORD if (mode is Mode.REPLAY and recorded is None) else mode
         self.context = RecorderContext(
@@ -229,6 +234,7 @@ class ReplaySession:
             cassette=self.shown,
             unused=unused,
             failed=failed,
+            env_diff=self.env_diff,
         )
 
     # -- internals -------------------------------------------------------------------
@@ -243,6 +249,10 @@ class ReplaySession:
         return sum(recorder.new_count for recorder in self.recorders)
 
     def _verdict(self, unused: int) -> Verdict:
+        if self.run_mode is Mode.VERIFY:
+            if not self.existed:
+                return Verdict.MISS
+            return Verdict.UNUSED if unused else Verdict.VERIFIED
         if self.run_mode.live_io:
             return Verdict.LIVE
         if not self.existed:
@@ -261,4 +271,4 @@ class ReplaySession:
             # An appending replay keeps every section it did not touch.
             for name, value in self.context.recorded.items():
                 sections.setdefault(name, value)
-        return Cassette.new_document(self.nodeid, sections)
+        return Cassette.new_document(self.nodeid, sections, env=current())

@@ -415,9 +415,10 @@ class StepRecorder:
     """``replay.step`` / ``astep`` / ``step_batch`` and the ``steps:`` section.
 
     record: run the function (retrying as asked), keep every attempt.
-    replay, strict, verify: ``live`` runs it again and compares the output
-    with the recording; ``mocked`` returns the recorded output without
-    running it, after checking the inputs. off: run it, keep nothing.
+    replay, strict: ``live`` runs it again and compares the output with the
+    recording; ``mocked`` returns the recorded output without running it,
+    after checking the inputs. verify: every step runs live and is compared.
+    off: run it, keep nothing.
     """
 
     def __init__(self, ctx: RecorderContext, facts: FactLog, tools: ToolRecorder) -> None:
@@ -429,6 +430,8 @@ class StepRecorder:
         self._checks = ctx.mode.checks_outputs and ctx.recorded is not None
         self._off = ctx.mode is Mode.OFF
         self._serve = not ctx.mode.live_io  # tool calls in a replayed step are served
+        # verify runs everything live: a 'mocked' step runs too, and is compared.
+        self._mock = not ctx.mode.live_io
         self._lock = threading.Lock()
         self._ordinals: dict[str, int] = {}
         # call-order position -> the record as YAML (record mode). Encoded when the
@@ -639,7 +642,7 @@ class StepRecorder:
 
     def _execute(self, run: _Run, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         __tracebackhide__ = True
-        if run.recorded is not None and run.options.strategy == "mocked":
+        if run.recorded is not None and run.options.strategy == "mocked" and self._mock:
             return self._mocked(run)
         while True:
             attempt = self._attempt(run)
@@ -662,7 +665,7 @@ class StepRecorder:
 
     async def _aexecute(self, run: _Run, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         __tracebackhide__ = True
-        if run.recorded is not None and run.options.strategy == "mocked":
+        if run.recorded is not None and run.options.strategy == "mocked" and self._mock:
             return self._mocked(run)
         while True:
             attempt = self._attempt(run)

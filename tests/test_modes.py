@@ -204,12 +204,14 @@ def test_resolve_mode_precedence():
     assert resolve_mode(None, env, "off") is Mode.STRICT
     assert resolve_mode(None, {}, "off") is Mode.OFF
     assert resolve_mode(None, {}, "") is Mode.REPLAY
-    with pytest.raises(ConfigError, match="valid modes: off, record, replay, strict"):
-        resolve_mode("verify", {}, None)
+    assert resolve_mode("verify", {}, None) is Mode.VERIFY
+    with pytest.raises(ConfigError, match="valid modes: off, record, replay, strict, verify"):
+        resolve_mode("bogus", {}, None)
 
 
 def test_strict_cannot_be_weakened_by_an_override():
     assert effective_mode(Mode.STRICT, "off", source="marker") is Mode.STRICT
+    assert effective_mode(Mode.VERIFY, "record", source="marker") is Mode.VERIFY
     assert effective_mode(Mode.REPLAY, "record", source="marker") is Mode.RECORD
     assert effective_mode(Mode.REPLAY, None, source="marker") is Mode.REPLAY
 
@@ -272,7 +274,7 @@ def test_a_bad_mode_in_a_marker_says_how_to_fix_the_marker(rt):
     result.stdout.fnmatch_lines(
         [
             "*unknown replay mode 'recrod'*",
-            "*Fix: set mode in the replay marker or replay_config to one of: off, record, replay, strict",
+            "*Fix: set mode in the replay marker or replay_config to one of: off, record, replay, strict, verify",
         ]
     )
     assert "Traceback" not in result.stdout.str()

@@ -16,6 +16,7 @@ from ..errors import ReplayError
 from ..facts import FactLog
 from ..modes import Mode
 from ..ring import read_records
+from . import prune
 from .integrity import blob_root_for, check_cassette, find_cassettes
 
 
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     textconv.add_argument("file")
     textconv.set_defaults(run=_textconv)
+    prune.add_parser(sub)
     return parser
 
 

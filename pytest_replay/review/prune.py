@@ -1,0 +1,151 @@
+"""pytest-replay prune: delete the cassettes, ring logs and blobs a pytest run found unused."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..canonical import digest
+from ..usage import BLOB_NAME, REPORT_FILE, UnusedReport, read_test_id, references, walk
+
+DEFAULT_REPORT = Path(".pytest_cache") / "replay" / REPORT_FILE
+SHOWN = 10
+RUN_FIRST = "pytest --replay-report-unused"
+
+
+@dataclass(frozen=True)
+class Decision:
+    path: Path
+    shown: str
+    delete: bool
+    why: str = ""  # why it is kept
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    prune = sub.add_parser(
+        "prune",
+        help=f"delete cassettes, ring logs and blobs no test used (found by: {RUN_FIRST})",
+    )
+    prune.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help=f"the report to read (default: {DEFAULT_REPORT})",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
+    prune.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="prune from a run that did not check every module (what it lists is still unused)",
+    )
+    prune.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.report or DEFAULT_REPORT
+    if not path.exists():
+        print(
+            f"pytest-replay prune: no unused report at {path}\n"
+            f"  Fix: run the whole suite first: {RUN_FIRST}  (or pass --report FILE)"
+        )
+        return 2
+    try:
+        report = UnusedReport.load(path)
+    except ValueError as exc:
+        print(f"pytest-replay prune: {exc}\n  Fix: run it again: {RUN_FIRST}")
+        return 2
+    if report.partial:
+        _describe_partial(report)
+        if not (args.dry_run or args.allow_partial):
+            print(
+                "pytest-replay prune: refusing to delete from a partial report\n"
+                f"  Fix: run every test: {RUN_FIRST}  (or, to delete just what this "
+                "report lists, add --allow-partial)"
+            )
+            return 1
+    decisions = decide(report)
+    doomed = [d for d in decisions if d.delete]
+    for d in decisions:
+        if not d.delete:
+            print(f"keep {d.shown} ({d.why})")
+    verb = "would delete" if args.dry_run else "deleted"
+    for d in doomed:
+        if not args.dry_run:
+            d.path.unlink(missing_ok=True)
+            _remove_if_empty(d.path.parent)
+        print(f"{verb} {d.shown}")
+    print(f"{len(doomed)} file(s) {verb}, {len(decisions) - len(doomed)} kept")
+    if not args.dry_run:
+        path.unlink(missing_ok=True)  # used up: the next prune needs a fresh run
+    return 0
+
+
+def decide(report: UnusedReport) -> list[Decision]:
+    """What to delete: files the report lists, still as they were, still unreferenced."""
+    rootdir = Path(report.rootdir)
+    out = []
+    for rel in report.cassettes + report.sidecars:
+        out.append(_check(rootdir, rel, report))
+    gone = {d.path for d in out if d.delete}
+    refs: dict[Path, set[str]] = {}
+    for rel in report.blobs:
+        decision = _check(rootdir, rel, report)
+        if decision.delete:
+            root = decision.path.parent.parent  # <root>/.blobs/<name>
+            if root not in refs:
+                refs[root] = _blob_refs(root, gone)
+            if decision.path.name in refs[root]:
+                decision = Decision(decision.path, rel, False, "a cassette still names it")
+        out.append(decision)
+    return out
+
+
+def _check(rootdir: Path, rel: str, report: UnusedReport) -> Decision:
+    path = rootdir / rel
+    if not _ours(path):
+        return Decision(path, rel, False, "not a pytest_replay file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Decision(path, rel, False, "already gone")
+    except OSError as exc:
+        return Decision(path, rel, False, f"unreadable: {exc.strerror or exc}")
+    if report.digests.get(rel) != digest(data):
+        return Decision(path, rel, False, "changed since the report")
+    return Decision(path, rel, True)
+
+
+def _ours(path: Path) -> bool:
+    """Only cassettes, ring logs and blobs are ever deleted, whatever a report says."""
+    if path.suffix == ".vrrl":
+        return True
+    if path.parent.name == ".blobs":
+        return bool(BLOB_NAME.fullmatch(path.name))
+    return path.suffix == ".yaml" and (not path.exists() or read_test_id(path) is not None)
+
+
+def _blob_refs(root: Path, gone: set[Path]) -> set[str]:
+    names: set[str] = set()
+    for path in walk(root):
+        if path.suffix == ".yaml" and path not in gone:
+            with contextlib.suppress(OSError):
+                names |= references(path.read_text(encoding="utf-8", errors="replace"))[0]
+    return names
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only succeeds when empty
+
+
+def _describe_partial(report: UnusedReport) -> None:
+    skipped = sorted(report.not_checked.items())
+    print(f"the report is partial: {len(skipped)} module(s) were not checked")
+    for module, why in skipped[:SHOWN]:
+        print(f"  {module}: {why}")
+    if len(skipped) > SHOWN:
+        print(f"  and {len(skipped) - SHOWN} more")
+    for problem in report.problems:
+        print(f"  {problem}")

@@ -1,0 +1,83 @@
+"""--replay-twice: record, then replay that recording at once; non-determinism fails the test."""
+
+from __future__ import annotations
+
+import pytest
+
+TWICE = """
+import itertools, os, pytest
+
+COUNTER = itertools.count()
+SETUPS = []
+
+@pytest.fixture
+def client(replay):
+    SETUPS.append(1)
+    return replay
+
+def answer(n):
+    return {"n": n}
+
+def test_det(client):
+    v = client.fact("v", lambda: next(COUNTER))  # a different live value each call: a fact
+    client.step("answer", answer, v)
+
+def test_flaky(replay):
+    v = replay.fact("v", lambda: 1)
+    leak = next(COUNTER) if os.environ.get("LEAK") else 0  # not through replay
+    replay.step("answer", answer, v + leak)
+
+def test_plain():
+    assert len(SETUPS) in (0, 2)  # each pass got a fresh fixture
+"""
+
+
+def test_a_deterministic_test_records_then_replays_and_counts_once(rt):
+    rt.module(TWICE)
+    result = rt.run("--replay=record", "--replay-twice", "-k", "det or plain")
+    result.assert_outcomes(passed=2, deselected=1)
+    result.stdout.fnmatch_lines(
+        [
+            "mode record: 1 test(s) used replay; 1 recorded",
+            "mode replay-twice: 1 test(s) used replay; 1 replayed",
+        ]
+    )
+    assert rt.cassette("test_det").exists()
+
+
+def test_non_determinism_fails_names_the_difference_and_keeps_the_old_cassette(rt, monkeypatch):
+    rt.module(TWICE)
+    rt.record("-k", "flaky").assert_outcomes(passed=1, deselected=2)
+    path = rt.cassette("test_flaky")
+    before = path.read_bytes()
+    monkeypatch.setenv("LEAK", "1")
+    result = rt.run("--replay=record", "--replay-twice", "-k", "flaky")
+    result.assert_outcomes(failed=1, deselected=2)
+    result.stdout.fnmatch_lines(
+        [
+            "replay-twice: replaying the cassette this test had just recorded did not give "
+            "the same run, so the test is not deterministic (what it recorded was discarded); "
+            "what differed:",
+            "*replay_drift: output of step answer drifted*",
+            "*Fix: take every varying input through replay.fact*",
+            "NOT SAVED (test failed, old cassette kept): test_mod.py::test_flaky",
+        ]
+    )
+    assert path.read_bytes() == before
+
+
+def test_a_new_non_deterministic_cassette_is_removed(rt, monkeypatch):
+    rt.module(TWICE)
+    monkeypatch.setenv("LEAK", "1")
+    rt.run("--replay=record", "--replay-twice", "-k", "flaky").assert_outcomes(
+        failed=1, deselected=2
+    )
+    assert not rt.cassette("test_flaky").exists()
+
+
+@pytest.mark.parametrize("mode", ["strict", "verify", "off"])
+def test_twice_needs_a_mode_that_records(rt, mode):
+    rt.module("def test_t(replay): pass")
+    result = rt.run(f"--replay={mode}", "--replay-twice")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--replay={mode} never records*"])

@@ -1,0 +1,183 @@
+"""--replay-report-unused and pytest-replay prune: only what a whole run proves unused goes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_replay.review.cli import main
+from pytest_replay.usage import UnusedReport, read_test_id
+
+MODULE = """
+import os
+import numpy as np
+import pytest
+
+def test_a(replay):
+    replay.fact("a", lambda: 1)
+    replay.check_array("x", np.arange(3))
+
+{extra}
+
+def test_plain():
+    pass
+"""
+
+B = """
+def test_b(replay):
+    replay.fact("b", lambda: 2)
+    replay.check_array("y", np.arange(5))
+    replay.ring("r", capacity=4).publish(1)
+"""
+
+SKIPPED_B = """
+@pytest.mark.skip(reason="needs a GPU")
+def test_b(replay):
+    pass
+"""
+
+
+@pytest.fixture
+def suite(rt):
+    """test_a and test_b recorded, plus a module that was then deleted."""
+    rt.module(MODULE.format(extra=B))
+    gone = rt.module("def test_x(replay):\n    replay.fact('g', lambda: 0)\n", name="test_gone")
+    rt.record().assert_outcomes(passed=4)
+    gone.unlink()
+    return rt
+
+
+def report_of(rt) -> dict:
+    return json.loads((rt.root / ".pytest_cache" / "replay" / "unused.json").read_text())
+
+
+def prune(rt, capsys, *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["prune", "--report", str(rt.root / ".pytest_cache/replay/unused.json"), *args])
+    return code, capsys.readouterr().out
+
+
+def test_a_whole_run_lists_what_no_test_used_and_prune_deletes_it(suite, capsys):
+    rt = suite
+    rt.module(MODULE.format(extra=""))  # test_b was deleted
+    result = rt.run("--replay-report-unused")
+    result.assert_outcomes(passed=2)
+    data = report_of(rt)
+    assert data["partial"] is False and data["not_checked"] == {}
+    assert data["cassettes"] == [
+        "cassettes/test_gone/test_x.yaml",
+        "cassettes/test_mod/test_b.yaml",
+    ]
+    assert data["sidecars"] == ["cassettes/test_mod/test_b.r.vrrl"]
+    assert len(data["blobs"]) == 1  # test_b's array; test_a's is still named
+    result.stdout.fnmatch_lines(
+        [
+            "unused files: 2 cassette(s), 1 ring log(s), 1 blob(s) in 1 module(s) checked; "
+            "written to .pytest_cache/replay/unused.json",
+            "  cassettes/test_gone/test_x.yaml",
+            "  cassettes/test_mod/test_b.yaml",
+            "  cassettes/test_mod/test_b.r.vrrl",
+            "  cassettes/.blobs/*.npy",
+            "Fix: to delete them: pytest-replay prune --dry-run, then pytest-replay prune",
+        ]
+    )
+    code, out = prune(rt, capsys, "--dry-run")
+    assert code == 0 and "would delete cassettes/test_mod/test_b.yaml" in out
+    assert "4 file(s) would delete, 0 kept" in out
+    assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+    code, out = prune(rt, capsys)
+    assert code == 0 and "4 file(s) deleted, 0 kept" in out
+    left = sorted(p.relative_to(rt.root).as_posix() for p in (rt.root / "cassettes").rglob("*"))
+    assert [p for p in left if not p.startswith("cassettes/.blobs/")] == [
+        "cassettes/.blobs",
+        "cassettes/test_mod",
+        "cassettes/test_mod/test_a.yaml",
+    ]
+    rt.run("--replay=strict").assert_outcomes(passed=2)  # test_a's blob is still there
+    code, out = prune(rt, capsys)
+    assert code == 2 and "no unused report" in out  # a report is used up by a prune
+
+
+@pytest.mark.parametrize(
+    "how",
+    [("-k", "test_a"), ("test_mod.py::test_a",), ("--deselect", "test_mod.py::test_b")],
+    ids=["-k", "node-id", "deselect"],
+)
+def test_a_subset_run_never_lists_the_tests_it_did_not_run(suite, capsys, how):
+    rt = suite
+    result = rt.run("--replay-report-unused", *how)
+    assert result.ret == 0
+    data = report_of(rt)
+    assert "cassettes/test_mod/test_b.yaml" not in data["cassettes"]
+    assert data["sidecars"] == []
+    assert data["partial"] is True and "test_mod.py" in data["not_checked"]
+    result.stdout.fnmatch_lines(["not checked: test_mod.py (*)"])
+    code, out = prune(rt, capsys)
+    assert code == 1 and "refusing to delete from a partial report" in out
+    assert (rt.root / "cassettes/test_gone/test_x.yaml").exists()
+    code, out = prune(rt, capsys, "--allow-partial")
+    assert code == 0 and "deleted cassettes/test_gone/test_x.yaml" in out
+    assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+
+
+def test_a_skipped_test_keeps_its_module_unchecked(suite):
+    rt = suite
+    rt.module(MODULE.format(extra=SKIPPED_B))
+    result = rt.run("--replay-report-unused")
+    result.assert_outcomes(passed=2, skipped=1)
+    data = report_of(rt)
+    assert "cassettes/test_mod/test_b.yaml" not in data["cassettes"]
+    assert "did not reach their cassette" in data["not_checked"]["test_mod.py"]
+
+
+def test_prune_keeps_a_file_changed_since_the_report(suite, capsys):
+    rt = suite
+    rt.module(MODULE.format(extra=""))
+    rt.run("--replay-report-unused").assert_outcomes(passed=2)
+    path = rt.root / "cassettes/test_mod/test_b.yaml"
+    path.write_text(path.read_text() + "# edited\n")
+    code, out = prune(rt, capsys)
+    assert code == 0
+    assert "keep cassettes/test_mod/test_b.yaml (changed since the report)" in out
+    assert path.exists()
+    # the blob test_b names stays with it
+    assert "1 blob" not in out and "deleted cassettes/.blobs/" not in out
+
+
+@given(st.binary(max_size=200))
+def test_a_bad_report_is_a_clear_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("r") / "unused.json"
+    path.write_bytes(data)
+    with pytest.raises(ValueError):
+        UnusedReport.load(path)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["rootdir", "cassettes", "blobs", "digests", "not_checked"]),
+        st.none() | st.integers() | st.text(max_size=5) | st.lists(st.integers(), max_size=2),
+    )
+)
+def test_a_malformed_report_loads_or_is_a_clear_error(tmp_path_factory, fields):
+    path = tmp_path_factory.mktemp("r") / "unused.json"
+    path.write_text(json.dumps({"pytest_replay_unused": 1, **fields}))
+    try:
+        report = UnusedReport.load(path)
+    except ValueError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert Path(report.rootdir).is_absolute()
+
+
+@given(st.binary(max_size=300))
+def test_reading_a_header_never_raises(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("h") / "c.yaml"
+    path.write_bytes(b"pytest_replay: 1\n" + data)
+    test = read_test_id(path)
+    assert test is None or (isinstance(test, str) and test)
+    path.write_bytes(b"pytest_replay: 1\ntest: 'a.py::t[x: y]'\nfacts: |\n")
+    assert read_test_id(path) == "a.py::t[x: y]"
