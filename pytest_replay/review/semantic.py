@@ -232,7 +232,7 @@ def _step_change(x: StepRecord, y: StepRecord) -> Change | None:
     data: dict[str, Any] = {}
     headline: list[str] = []
     if x.input_digest != y.input_digest:
-        names = differing_args(arg_paths(x.inputs), arg_paths(y.inputs))
+        names = _changed_inputs(x.inputs, y.inputs)
         details.append(f"inputs changed: {', '.join(names) or '(digest only)'}")
         data["inputs"] = names
         headline.append("inputs")
@@ -277,6 +277,14 @@ def _step_change(x: StepRecord, y: StepRecord) -> Change | None:
     if not details:
         return None
     return Change("steps", "changed", y.label, ", ".join(headline) or "changed", details, data)
+
+
+def _changed_inputs(old: Any, new: Any) -> list[str]:
+    """Argument paths that differ (``args[0]``, ``kwargs.body``)."""
+    try:
+        return differing_args(arg_paths(old), arg_paths(new))
+    except (TypeError, ValueError, AttributeError):  # edited by hand: not call arguments
+        return ["inputs"] if _canonical(old) != _canonical(new) else []
 
 
 def _str_parts(change: FieldChange) -> list[str]:

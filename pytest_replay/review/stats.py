@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..blobs import BlobStore
-from ..cassette import parse_document
 from ..errors import ReplayError
 from ..facts import PayloadTable, parse_index
 from .integrity import blob_refs, blob_root_for, find_cassettes
-from .view import KNOWN_SECTIONS, interactions
+from .view import KNOWN_SECTIONS, interactions, parse
 
 SECTIONS = ("facts", "steps", "tools", "http", "rings", "arrays")
 
@@ -34,7 +33,7 @@ def human(n: float) -> str:
 def _one(path: Path, totals: dict[str, Any], refs: dict[Path, set[str]]) -> None:
     """Add one cassette's counts to ``totals`` (parsed only, no blob is read)."""
     shown = str(path)
-    doc = parse_document(path.read_bytes(), path, shown)
+    doc = parse(path.read_bytes(), shown)
     table = PayloadTable(BlobStore(Path("."), shown), 0)
     table.load_yaml(doc.get("payloads"), shown, decode=False)
     facts = parse_index(doc.get("facts"), shown)

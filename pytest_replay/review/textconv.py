@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from ..blobs import BlobStore
-from ..cassette import Block, dump_document, parse_document, strip_volatile
+from ..cassette import Block, dump_document, strip_volatile
 from ..errors import ReplayError
 from ..facts import PayloadTable, parse_index
 from ..ring import read_records
 from .show import ring_line, ring_row
 from .sources import looks_like_cassette
+from .view import parse
 
 VRRL_MAGIC = b"VRRL0001"
 
@@ -60,7 +61,7 @@ def cassette_text(data: bytes, shown: str) -> bytes:
     if not looks_like_cassette(data):
         return data
     try:
-        doc = parse_document(data, Path(shown), shown)
+        doc = parse(data, shown)
         facts = _fact_lines(doc, shown)
     except ReplayError:
         return data

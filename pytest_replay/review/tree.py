@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..cassette import parse_document, strip_volatile
+from ..cassette import strip_volatile
 from ..errors import ReplayError
 from .semantic import OPS, SECTIONS, Change, diff_views
 from .sources import Side
-from .view import View, view_of
+from .view import View, parse, view_of
 
 STATUSES = ("changed", "removed", "added")
 
@@ -90,7 +89,7 @@ def _view(side: Side, rel: str, doc: dict[str, Any]) -> View:
 def _parse(side: Side, rel: str, data: bytes) -> dict[str, Any]:
     shown = side.shown(rel)
     try:
-        return parse_document(data, Path(rel), shown)
+        return parse(data, shown)
     except ReplayError as err:
         raise _unreadable(err, shown, None) from None
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..blobs import BlobStore
-from ..cassette import HEADER_KEYS, Cassette, parse_document, strip_volatile
+from ..cassette import HEADER_KEYS, parse_document, strip_volatile
 from ..compare.arrays import npy_bytes_to_array
 from ..errors import CassetteError
 from ..facts import FactLog
@@ -85,10 +85,33 @@ class View:
             ) from None
 
 
+def parse(data: bytes, shown: str) -> dict[str, Any]:
+    """``parse_document`` plus a refusal of YAML aliases, which cassettes never contain.
+
+    An alias can make a document refer to itself (``a: &x [*x]``) or blow up
+    when walked; the writer never emits one, so a file that has one was
+    edited by hand.
+    """
+    doc = parse_document(data, Path(shown), shown)
+    seen: set[int] = set()
+    stack: list[Any] = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list)):
+            if id(item) in seen:
+                raise CassetteError(
+                    "cassette uses YAML anchors/aliases, which pytest_replay never writes",
+                    cassette=shown,
+                    fix=_fix(),
+                )
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return doc
+
+
 def load_view(data: bytes, shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
     """Parse and validate one cassette; any problem is a CassetteError naming it."""
-    doc = parse_document(data, Path(shown), shown)
-    return view_of(doc, shown, blobs, read_ring)
+    return view_of(parse(data, shown), shown, blobs, read_ring)
 
 
 def view_of(doc: dict[str, Any], shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
@@ -125,12 +148,17 @@ def load_path(path: Path) -> View:
     from .integrity import blob_root_for
 
     shown = str(path)
-    cassette = Cassette.load(path, blobs=BlobStore(blob_root_for(path)), shown=shown)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CassetteError(
+            f"cassette cannot be read: {exc.strerror or exc}", cassette=shown
+        ) from None
 
     def read_ring(log: str) -> np.ndarray:
         return read_records(path.parent / sidecar_name(path.name, log, shown))
 
-    return view_of(cassette.doc, shown, cassette.blobs, read_ring)
+    return load_view(data, shown, BlobStore(blob_root_for(path)), read_ring)
 
 
 def _rings(section: Any, shown: str) -> dict[str, dict[str, Any]]:
@@ -152,7 +180,10 @@ def _arrays(section: Any, shown: str) -> list[dict[str, Any]]:
     if section is None:
         return []
     if not isinstance(section, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("blob"), str)
+        isinstance(e, dict)
+        and isinstance(e.get("name"), str)
+        and isinstance(e.get("blob"), str)
+        and _count(e.get("ordinal", 0))
         for e in section
     ):
         raise CassetteError(
@@ -161,6 +192,10 @@ def _arrays(section: Any, shown: str) -> list[dict[str, Any]]:
             fix=_fix(),
         )
     return section
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def interactions(section: Any) -> list[Interaction] | None:
