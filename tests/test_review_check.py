@@ -154,7 +154,9 @@ def test_git_diff_uses_textconv(rt):
     """The documented .gitattributes and git config lines give a readable git diff."""
     record(rt)
     init(rt.root)
-    (rt.root / ".gitattributes").write_text("*.yaml diff=replay\n*.vrrl diff=replay\n")
+    (rt.root / ".gitattributes").write_text(
+        "**/cassettes/**/*.yaml diff=replay\n*.vrrl diff=replay\n**/.blobs/** -diff\n"
+    )
     commit_all(rt.root)
     rt.module(MODULE.replace("13.0", "14.5").replace("opcode=i,", "opcode=i * 2,"))
     rt.record().assert_outcomes(passed=2)

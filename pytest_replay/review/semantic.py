@@ -475,10 +475,15 @@ def _ring_change(name: str, old: View, new: View, x: dict[str, Any], y: dict[str
     counts = {"old": payload["records"]["recorded"], "new": payload["records"]["current"]}
     diffs = payload["diffs"]
     first = diffs[0]["index"] if diffs else min(counts["old"], counts["new"])
-    summary = (
-        f"{payload['differing']} record(s) differ, first at index {first}; "
-        f"{counts['old']} -> {counts['new']} record(s)"
-    )
+    if counts["old"] == counts["new"]:
+        summary = (
+            f"{payload['differing']} of {counts['new']} record(s) differ, first at index {first}"
+        )
+    else:
+        summary = (
+            f"{payload['differing']} record(s) differ, first at index {first}; "
+            f"{counts['old']} -> {counts['new']} record(s)"
+        )
     for item in diffs:
         changed = ", ".join(
             f"{f} {item['recorded'][f]} -> {item['current'][f]}" for f in item["fields"]
