@@ -325,3 +325,31 @@ def test_errors_are_one_line_and_a_fix(tmp_path, capsys, setup, args, message, f
     assert lines[0].startswith("pytest-replay review: ") and message in lines[0]
     assert lines[1].startswith("  Fix: ") and fix in lines[1]
     assert "Traceback" not in err
+
+
+def test_a_payload_edited_by_hand_under_the_same_id_is_still_a_change(tmp_path, capsys):
+    pid = "ab" * 32
+    path = tmp_path / "cassettes" / "m" / "t.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        f'pytest_replay: 1\ntest: t\nfacts: |\n  "k" {pid}\npayloads: |\n  {pid} json 1\n'
+    )
+    init(tmp_path)
+    commit_all(tmp_path)
+    path.write_text(path.read_text().replace("json 1", "json 2"))
+    code, out, _ = review(tmp_path, "HEAD", capsys=capsys)
+    assert code == 0 and "! k: 1 -> 2" in out
+
+
+def test_review_reads_many_base_files_by_object_id(tmp_path, capsys):
+    folder = tmp_path / "cassettes" / "m"
+    folder.mkdir(parents=True)
+    for i in range(300):
+        (folder / f"t{i}.yaml").write_text(f"pytest_replay: 1\ntest: t{i}\nresume: {{n: {i}}}\n")
+    (tmp_path / "ci.yaml").write_text("jobs: {}\n")  # not a cassette: never counted
+    init(tmp_path)
+    commit_all(tmp_path)
+    (folder / "t7.yaml").write_text("pytest_replay: 1\ntest: t7\nresume: {n: 70}\n")
+    code, out, _ = review(tmp_path, "HEAD", capsys=capsys)
+    assert code == 0 and "1 changed, 0 removed, 0 added, 299 unchanged" in out
+    assert "! resume: 1 field(s) changed\n        n: 7 -> 70" in out

@@ -112,12 +112,24 @@ def default_base(repo: Path) -> tuple[str, str]:
     return commit, f"merge base of HEAD and {branch}"
 
 
-def tree_files(repo: Path, commit: str, pathspecs: Sequence[str] = ()) -> list[str]:
-    """Every file path (repository-relative, '/'-separated) in ``commit``."""
-    proc = run_git(
-        repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit, "--", *pathspecs
+def tree_blobs(repo: Path, commit: str) -> dict[str, str]:
+    """Every file of ``commit``: repository path ('/'-separated) -> blob object id."""
+    proc = run_git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
+    out = {}
+    for entry in proc.stdout.split(b"\0"):
+        meta, _, path = entry.partition(b"\t")
+        fields = meta.split()
+        if len(fields) == 3 and fields[1] == b"blob":
+            out[os.fsdecode(path)] = fields[2].decode()
+    return out
+
+
+def under(path: str, specs: Sequence[str]) -> bool:
+    """True when ``path`` is one of ``specs`` or inside one (no specs: everything)."""
+    return not specs or any(
+        spec in ("", ".") or path == spec or path.startswith(spec.rstrip("/") + "/")
+        for spec in specs
     )
-    return [os.fsdecode(p) for p in proc.stdout.split(b"\0") if p]
 
 
 def worktree_files(repo: Path, pathspecs: Sequence[str] = ()) -> list[str]:
@@ -130,33 +142,70 @@ def worktree_files(repo: Path, pathspecs: Sequence[str] = ()) -> list[str]:
 
 
 class Revision:
-    """Read-only view of the files at one commit, through one ``git cat-file --batch``."""
+    """Read-only view of the files at one commit, read by object id with ``git cat-file``."""
 
     def __init__(self, repo: Path, commit: str, label: str) -> None:
         self.repo = repo
         self.commit = commit
         self.label = label
+        self._blobs: dict[str, str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
+    def blobs(self) -> dict[str, str]:
+        if self._blobs is None:
+            self._blobs = tree_blobs(self.repo, self.commit)
+        return self._blobs
+
     def files(self, pathspecs: Sequence[str] = ()) -> list[str]:
-        return tree_files(self.repo, self.commit, pathspecs)
+        return [p for p in self.blobs() if under(p, pathspecs)]
 
     def read(self, path: str) -> bytes | None:
-        """The bytes of ``path`` at the commit (as ``git show COMMIT:path``); None if absent."""
-        if "\n" in path or "\r" in path:  # the batch protocol is line based
-            proc = run_git(self.repo, "show", f"{self.commit}:{path}", check=False)
-            return proc.stdout if proc.returncode == 0 else None
+        """The bytes of ``path`` at the commit (what ``git show COMMIT:path`` prints)."""
+        oid = self.blobs().get(path)
+        if oid is None:
+            return None
         proc = self._batch()
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(f"{self.commit}:{path}\n".encode())
+        proc.stdin.write(f"{oid}\n".encode())
         proc.stdin.flush()
         header = proc.stdout.readline().split()
-        if len(header) != 3 or header[1] != b"blob":
-            if len(header) == 3:  # a tree or submodule: skip its body
-                _read_exact(proc.stdout, int(header[2]) + 1)
+        if len(header) != 3:
             return None
-        data = _read_exact(proc.stdout, int(header[2]) + 1)
-        return data[:-1]
+        return _read_exact(proc.stdout, int(header[2]) + 1)[:-1]
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """``read`` for many paths with one ``git cat-file --batch`` and no round trips.
+
+        Objects are asked for by id, not ``COMMIT:path``: git then never walks
+        trees, which is what makes a few thousand cassettes cost milliseconds.
+        """
+        blobs = self.blobs()
+        wanted = [p for p in paths if p in blobs]
+        out: dict[str, bytes | None] = dict.fromkeys(paths)
+        if not wanted:
+            return out
+        request = "".join(f"{blobs[p]}\n" for p in wanted).encode()
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(self.repo), "cat-file", "--batch"],
+                input=request,
+                capture_output=True,
+                check=True,
+            )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise GitError(
+                f"git cat-file failed: {exc}", fix="check the repository with git fsck"
+            ) from None
+        data, pos = proc.stdout, 0
+        for path in wanted:
+            end = data.index(b"\n", pos)
+            header = data[pos:end].split()
+            pos = end + 1
+            if len(header) == 3:
+                size = int(header[2])
+                out[path] = data[pos : pos + size]
+                pos += size + 1
+        return out
 
     def _batch(self) -> subprocess.Popen[bytes]:
         if self._proc is None:

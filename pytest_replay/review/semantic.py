@@ -82,7 +82,7 @@ def diff_facts(old: View, new: View) -> list[Change]:
     changes = []
     for key in dict.fromkeys([*b, *a]):
         xs, ys = a.get(key, []), b.get(key, [])
-        if xs == ys:
+        if xs == ys and all(_same_payload(old, new, pid) for pid in xs):
             continue
         data = {"key": key, "ambient": True} if is_ambient(key) else {"key": key}
         if not xs or not ys:
@@ -95,7 +95,7 @@ def diff_facts(old: View, new: View) -> list[Change]:
         for k in range(max(len(xs), len(ys))):
             x = xs[k] if k < len(xs) else None
             y = ys[k] if k < len(ys) else None
-            if x == y:
+            if x == y and _same_payload(old, new, x):
                 continue
             label = f"{key}#{k}" if multi else key
             item_data = {**data, "ordinal": k}
@@ -113,6 +113,13 @@ def diff_facts(old: View, new: View) -> list[Change]:
                 summary += " (clock/randomness)"
             changes.append(Change("facts", "changed", label, summary, details, item_data))
     return changes
+
+
+def _same_payload(old: View, new: View, pid: str | None) -> bool:
+    """Equal ids hold equal text, unless a file was edited by hand: compare the lines too."""
+    if pid is None or old.log is None or new.log is None:
+        return True
+    return old.log.payloads.stored(pid) == new.log.payloads.stored(pid)
 
 
 def _values(view: View, pids: list[str]) -> str:

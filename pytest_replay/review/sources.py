@@ -55,12 +55,11 @@ class Side:
 
     def cassettes(self) -> dict[str, bytes]:
         """Repository path -> bytes of every file that looks like a cassette."""
-        out = {}
-        for rel in self.yaml_files():
-            data = self.read(rel)
-            if data is not None and looks_like_cassette(data):
-                out[rel] = data
-        return out
+        found = self.read_many(self.yaml_files())
+        return {rel: data for rel, data in found.items() if data and looks_like_cassette(data)}
+
+    def read_many(self, rels: list[str]) -> dict[str, bytes | None]:
+        return {rel: self.read(rel) for rel in rels}
 
     def yaml_files(self) -> list[str]:
         raise NotImplementedError
@@ -126,6 +125,9 @@ class AtRevision(Side):
 
     def read(self, rel: str) -> bytes | None:
         return self.revision.read(rel)
+
+    def read_many(self, rels: list[str]) -> dict[str, bytes | None]:
+        return self.revision.read_many(rels)
 
     def shown(self, rel: str) -> str:
         return f"{rel} (at {self.revision.commit[:12]})"
