@@ -8,6 +8,9 @@ import pytest
 
 from pytest_replay.cassette import Cassette, save_document
 from pytest_replay.review.cli import main
+from pytest_replay.review.render import render_markdown
+from pytest_replay.review.semantic import Change
+from pytest_replay.review.tree import CassetteReview, Review
 
 from .gitrepo import commit_all, git, init
 
@@ -252,6 +255,10 @@ def test_unchanged_behaviour_and_paths_restrict_the_review(rt, capsys):
     assert "! test: test_mod.py::test_b -> test_mod.py::test_b2" in out
     code, out, _ = review(rt.root, "HEAD", str(a), capsys=capsys)
     assert code == 0 and "0 changed, 0 removed, 0 added, 1 unchanged" in out
+    code, out, _ = review(rt.root, "HEAD", "cassettes/test_mod/test_b.yaml", capsys=capsys)
+    assert code == 0 and "1 changed, 0 removed, 0 added, 0 unchanged" in out
+    code, _, err = review(rt.root, "HEAD", "/", capsys=capsys)
+    assert code == 2 and "is outside the repository" in err
 
 
 def test_http_interactions_by_method_url_and_status(tmp_path, capsys):
@@ -353,3 +360,18 @@ def test_review_reads_many_base_files_by_object_id(tmp_path, capsys):
     code, out, _ = review(tmp_path, "HEAD", capsys=capsys)
     assert code == 0 and "1 changed, 0 removed, 0 added, 299 unchanged" in out
     assert "! resume: 1 field(s) changed\n        n: 7 -> 70" in out
+
+
+def test_markdown_keeps_hostile_names_inside_their_cell_and_fence():
+    change = Change("facts", "changed", "k\n```\n# injected", "1 -> 2", ["a\nb"])
+    review_ = Review(
+        "f" * 40,
+        "main",
+        "working tree",
+        [CassetteReview("c|d/<x>.yaml", "t", "changed", [change])],
+        0,
+    )
+    text = render_markdown(review_)
+    assert "| <code>c&#124;d/&lt;x&gt;.yaml</code> | changed | !1 |" in text
+    fence = text[text.index("````diff") :]
+    assert fence.startswith("````diff\n! k\\n```\\n# injected: 1 -> 2\n    a\\nb\n````")

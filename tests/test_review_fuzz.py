@@ -110,11 +110,15 @@ odd = st.recursive(
     scalars | st.datetimes() | st.dates() | st.binary(max_size=8) | st.sets(st.integers(0, 3)),
     lambda inner: (
         st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4), inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(FIELDS) | st.text(max_size=4) | st.integers(-2, 2) | st.none(),
+            inner,
+            max_size=4,
+        )
     ),
     max_leaves=12,
 )
-names = st.sampled_from(["a", "b", "c d", "e#1", "f/g"])  # few: both sides share some
+names = st.sampled_from(["a", "b", "c d", "e#1", "f/g", "x\ny`|"])  # few: sides share some
 step = st.fixed_dictionaries(
     {
         "name": names,

@@ -124,10 +124,11 @@ def _stats(args: argparse.Namespace) -> int:
 # --- review --------------------------------------------------------------------------
 
 
-def _pathspecs(repo: Path, paths: Sequence[str]) -> list[str]:
+def _pathspecs(repo: Path, base: Path, paths: Sequence[str]) -> list[str]:
+    """Repository-relative forms of PATH arguments (relative ones are taken from -C DIR)."""
     out = []
     for p in paths:
-        full = Path(p).resolve()
+        full = (base / p).resolve()
         try:
             out.append(full.relative_to(repo.resolve()).as_posix() or ".")
         except ValueError:
@@ -157,7 +158,7 @@ def build_review(args: argparse.Namespace) -> Review:
         commit, label = resolve(repo, args.base), args.base
     else:
         commit, label = default_base(repo)
-    specs = _pathspecs(repo, args.paths)
+    specs = _pathspecs(repo, Path(args.repo), args.paths)
     base = AtRevision(Revision(repo, commit, label), specs)
     try:
         return review_sides(base, WorkTree(repo, specs), commit=commit, base_label=label)

@@ -54,12 +54,16 @@ def _section_counts(changes: list[Change]) -> str:
     return ", ".join(f"{n} {op}" for op, n in counts.items() if n)
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _change_lines(change: Change, max_details: int) -> list[str]:
     head = f"{_SIGN[change.op]} {change.item}"
     if change.summary:
         head += f": {change.summary}"
     details, more = _cut(change.details, max_details)
-    lines = [head, *(f"    {d}" for d in details)]
+    lines = [_one_line(head), *(f"    {_one_line(d)}" for d in details)]
     if more:
         lines.append(f"    ... {more} more line(s)")
     return lines
@@ -122,7 +126,8 @@ def render_json(review: Review) -> str:
 
 
 def _code(text: str) -> str:
-    return f"<code>{html.escape(text)}</code>"
+    # '|' would end a table cell even inside <code>.
+    return f"<code>{html.escape(_one_line(text)).replace('|', '&#124;')}</code>"
 
 
 def _cell_counts(changes: list[Change]) -> str:
@@ -177,7 +182,7 @@ def render_markdown(
     are cut with a count, and cassettes whose details do not fit are named
     in a closing line with how many were left out.
     """
-    rerun = f"pytest-replay review {base_arg or review.base[:12]}"
+    rerun = f"pytest-replay review {base_arg or review.base[:12]}".replace("`", "")
     head = [
         "### pytest-replay: cassette review",
         "",

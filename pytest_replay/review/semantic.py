@@ -316,7 +316,16 @@ def _event_label(event: dict[str, Any]) -> str:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(strip_volatile(value), sort_keys=True, default=repr)
+    """One text per value, for equality and counting (keys of any YAML type)."""
+    return json.dumps(_str_keys(strip_volatile(value)), sort_keys=True, default=repr)
+
+
+def _str_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {f"{type(k).__name__}:{k}": _str_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_str_keys(v) for v in value]
+    return value
 
 
 def diff_events(owner: str, old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Change]:
