@@ -44,10 +44,6 @@ class Interaction:
     status: Any
     raw: Any
 
-    @property
-    def label(self) -> str:
-        return f"{self.method} {self.uri}"
-
 
 @dataclass
 class View:
