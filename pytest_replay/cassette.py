@@ -229,6 +229,14 @@ def strip_volatile(doc: Any, paths: tuple[tuple[str, ...], ...] = VOLATILE_PATHS
     return doc
 
 
+def strip_volatile_section(section: str, value: Any, *, item: bool = False) -> Any:
+    """One section's value (or, with ``item``, one item of a list section) without volatiles."""
+    prefix = (section, "*") if item else (section,)
+    n = len(prefix)
+    paths = tuple(p[n:] for p in VOLATILE_PATHS if p[:n] == prefix and len(p) > n)
+    return strip_volatile(value, paths)
+
+
 def _strip_path(value: Any, path: tuple[str, ...]) -> Any:
     head, rest = path[0], path[1:]
     if head == "*":

@@ -119,6 +119,10 @@ class PayloadTable:
     def ids(self) -> set[str]:
         return set(self._raw)
 
+    def stored(self, pid: str) -> tuple[str, str] | None:
+        """(kind, data) as the cassette line holds it: json text, hex, or a blob name."""
+        return self._raw.get(pid)
+
     # -- recording
     def put(self, value: Any) -> str:
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -195,11 +199,13 @@ class PayloadTable:
         lines = [f"{pid} {raw[pid][0]} {raw[pid][1]}\n" for pid in sorted(used)]
         return Block("".join(lines)) if lines else None
 
-    def load_yaml(self, text: Any, shown: str) -> None:
+    def load_yaml(self, text: Any, shown: str, *, decode: bool = True) -> None:
         """Parse ``<id> <kind> <data>`` lines, decoding every value up front.
 
         Written for 100k-line blocks: C-level splits and one JSON parse for
         all inline values; a line-by-line check runs only to name a bad line.
+        ``decode=False`` only parses the lines (tools that must not read
+        blobs, such as ``pytest-replay textconv``, use ``stored``).
         """
         if text is None:
             return
@@ -213,6 +219,8 @@ class PayloadTable:
         if not ids or not _valid_ids(ids) or not set(kinds) <= _KINDS:
             _bad_line(lines, _PAYLOAD_LINE, "payloads", "'<64 hex id> json|hex|blob <data>'", shown)
         self._raw.update(zip(ids, zip(kinds, datas, strict=True), strict=True))
+        if not decode:
+            return
         if "json" in kinds:
             everything_json = len(set(kinds)) == 1
             json_ids = (
@@ -311,6 +319,11 @@ def _bad_line(
                 fix=restore_fix(),
             )
     raise CassetteError(f"section {section!r} is malformed", cassette=shown)
+
+
+def parse_index(text: Any, shown: str) -> list[tuple[str, str]]:
+    """The ``facts:`` block as (key, payload id) pairs in call order."""
+    return _parse_index(text, shown)
 
 
 def _parse_index(text: Any, shown: str) -> list[tuple[str, str]]:

@@ -1,155 +1,296 @@
-"""The pytest-replay command line: check and show cassettes without running tests."""
+"""The pytest-replay command line: review, show, check, stats and textconv without running tests."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from .. import __version__
-from ..blobs import BlobStore
-from ..cassette import Cassette
 from ..errors import ReplayError
-from ..facts import FactLog
-from ..modes import Mode
-from ..ring import read_records
 from . import prune
-from .integrity import blob_root_for, check_cassette, find_cassettes
+from .git import GitError, Revision, default_base, repo_root, resolve
+from .integrity import check_cassette, find_cassettes
+from .render import MAX_CHARS, MAX_ITEMS, render_json, render_markdown, render_text
+from .show import CursorError, Query, load_page, render_page
+from .sources import AtRevision, WorkTree
+from .stats import render_stats, stats
+from .textconv import textconv
+from .tree import Review, review_sides
+from .view import load_path
+
+FAIL_ON = ("changed", "removed", "added", "any")
+
+
+def _say(command: str, message: str, fix: str | None = None) -> None:
+    print(f"pytest-replay {command}: {message}", file=sys.stderr)
+    if fix:
+        print(f"  Fix: {fix}", file=sys.stderr)
+
+
+def _replay_error(command: str, err: ReplayError) -> None:
+    where = f"{err.cassette}: " if err.cassette else ""
+    place = f" (at {err.place})" if err.place else ""
+    fix = err.fix.replace("{test}", "<test node id>") if err.fix else None
+    _say(command, f"{where}{err.summary}{place}", fix)
+
+
+def _write(text: str) -> None:
+    """Print ``text`` whatever the terminal's encoding (unencodable characters escaped)."""
+    stream = sys.stdout
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "strict"))
+
+
+# --- check ---------------------------------------------------------------------------
 
 
 def _check(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths] or [Path(".")]
     missing = [p for p in paths if not p.exists()]
     if missing:
-        print(f"pytest-replay check: no such file or directory: {missing[0]}", file=sys.stderr)
+        _say(
+            "check",
+            f"no such file or directory: {missing[0]}",
+            "pass existing cassette files or folders",
+        )
         return 2
-    files = list(find_cassettes(paths))
+    skipped: list[Path] = []
+    files = list(find_cassettes(paths, skipped))
     problems = [p for p in map(check_cassette, files) if p is not None]
     for problem in problems:
-        print(f"FAIL {problem.path}\n{problem.message}\n")
-    print(f"{len(files) - len(problems)} ok, {len(problems)} failed")
+        _write(f"FAIL {problem.path}\n{problem.message}\n\n")
+    note = f" ({len(skipped)} other YAML file(s) skipped)" if skipped else ""
+    _write(f"{len(files) - len(problems)} ok, {len(problems)} failed{note}\n")
     return 1 if problems else 0
 
 
-def _ring_row(index: int, record: Any) -> dict[str, Any]:
-    """One .vrrl record as plain fields (timestamps left out: they are IO, not behaviour)."""
-    return {
-        "index": index,
-        "slot": int(record["slot_idx"]),
-        "tenant": int(record["tenant_id"]),
-        "opcode": int(record["opcode"]),
-        "args": [int(a) for a in record["args"]],
-        "epoch": int(record["epoch"]),
-        "status": int(record["slot_status"]),
-        "failure": int(record["failure_class"]),
-        "backend": int(record["backend_code"]),
-        "digest": f"{int(record['output_digest']):016x}",
-    }
-
-
-def _ring_line(row: dict[str, Any]) -> str:
-    return (
-        f"{row['index']:>7} slot={row['slot']} tenant={row['tenant']} opcode={row['opcode']} "
-        f"args=[{','.join(map(str, row['args']))}] epoch={row['epoch']} status={row['status']} "
-        f"failure={row['failure']} backend={row['backend']} digest={row['digest']}"
-    )
-
-
-def _load_for_show(path: Path, tenant: int | None, limit: int | None) -> dict[str, Any]:
-    cassette = Cassette.load(path, blobs=BlobStore(blob_root_for(path)), shown=str(path))
-    log = FactLog(
-        mode=Mode.STRICT,
-        blobs=cassette.blobs,
-        threshold=0,
-        retryable=False,
-        recorded=cassette.doc,
-        shown=str(path),
-    )
-    facts = []
-    ordinals: dict[str, int] = {}
-    for key, pid in log.recorded_facts():
-        k = ordinals.get(key, 0)
-        ordinals[key] = k + 1
-        facts.append({"key": key, "ordinal": k, "payload": pid, "value": log.payloads.value(pid)})
-    rings = {}
-    for name, entry in sorted((cassette.section("rings") or {}).items()):
-        records = read_records(path.parent / str(entry.get("log", "")))
-        # Tenant scoping filters before the limit, so a page never shows another tenant.
-        rows = [
-            _ring_row(i, r)
-            for i, r in enumerate(records)
-            if tenant is None or int(r["tenant_id"]) == tenant
-        ]
-        rings[name] = rows[:limit] if limit is not None else rows
-    return {"test": cassette.test, "facts": facts[:limit] if limit else facts, "rings": rings}
+# --- show ----------------------------------------------------------------------------
 
 
 def _show(args: argparse.Namespace) -> int:
     path = Path(args.cassette)
+    query = Query(tenant=args.tenant, after=args.after, before_ms=args.before_ms, limit=args.limit)
     try:
-        data = _load_for_show(path, args.tenant, args.limit)
+        data = load_page(load_path(path), query)
     except ReplayError as err:
-        print(err.render(), file=sys.stderr)
-        return 1
+        _replay_error("show", err)
+        return 2
+    except CursorError as err:
+        _say("show", str(err), "pass an id printed by a previous page ('next page:' or --json)")
+        return 2
     if args.json:
-        print(json.dumps(data, default=repr, indent=2))
-        return 0
-    print(f"{path}  ({data['test']})")
-    if args.tenant is None:
-        print(f"facts: {len(data['facts'])}")
-        for row in data["facts"]:
-            value = repr(row["value"])
-            if len(value) > 80:
-                value = value[:77] + "..."
-            print(f"  {row['key']}#{row['ordinal']}  {value}")
-    for name, rows in data["rings"].items():
-        scope = f" (tenant {args.tenant})" if args.tenant is not None else ""
-        print(f"ring {name}{scope}: {len(rows)} record(s)")
-        for row in rows:
-            print("  " + _ring_line(row))
+        _write(json.dumps(data, default=repr, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _write(render_page(data, str(path)))
     return 0
+
+
+# --- textconv ------------------------------------------------------------------------
 
 
 def _textconv(args: argparse.Namespace) -> int:
-    """Stable text for ``git diff``: a .vrrl one record per line (timestamps left out)."""
     path = Path(args.file)
-    if path.suffix != ".vrrl":
-        sys.stdout.write(path.read_text(encoding="utf-8"))
-        return 0
     try:
-        records = read_records(path)
-    except ReplayError as err:
-        print(err.render(), file=sys.stderr)
-        return 1
-    print(f"# {path.name}: {len(records)} record(s), VRRL0001 (timestamps not shown)")
-    for i, record in enumerate(records):
-        print(_ring_line(_ring_row(i, record)))
+        data = textconv(path)
+    except OSError as exc:
+        _say("textconv", f"cannot read {path}: {exc.strerror or exc}", "pass an existing file")
+        return 2
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
     return 0
+
+
+# --- stats ---------------------------------------------------------------------------
+
+
+def _stats(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths] or [Path(".")]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        _say(
+            "stats",
+            f"no such file or directory: {missing[0]}",
+            "pass existing cassette files or folders",
+        )
+        return 2
+    data = stats(paths)
+    _write(json.dumps(data, indent=2) + "\n" if args.json else render_stats(data))
+    return 0
+
+
+# --- review --------------------------------------------------------------------------
+
+
+def _pathspecs(repo: Path, base: Path, paths: Sequence[str]) -> list[str]:
+    """Repository-relative forms of PATH arguments (relative ones are taken from -C DIR)."""
+    out = []
+    for p in paths:
+        full = (base / p).resolve()
+        try:
+            out.append(full.relative_to(repo.resolve()).as_posix() or ".")
+        except ValueError:
+            raise GitError(
+                f"{p} is outside the repository {repo}", fix="pass folders inside the repository"
+            ) from None
+    return out
+
+
+def _fail_on(values: Sequence[str]) -> set[str]:
+    out = set()
+    for value in values:
+        for part in value.split(","):
+            if part.strip() not in FAIL_ON:
+                raise GitError(
+                    f"--fail-on {part.strip()!r} is not one of {', '.join(FAIL_ON)}",
+                    fix="e.g. --fail-on changed,removed",
+                )
+            out.add(part.strip())
+    return {"changed", "removed", "added"} if "any" in out else out
+
+
+def build_review(args: argparse.Namespace) -> Review:
+    """Resolve BASE and compare its cassettes with the working tree's."""
+    repo = repo_root(Path(args.repo))
+    if args.base:
+        commit, label = resolve(repo, args.base), args.base
+    else:
+        commit, label = default_base(repo)
+    specs = _pathspecs(repo, Path(args.repo), args.paths)
+    base = AtRevision(Revision(repo, commit, label), specs)
+    try:
+        return review_sides(base, WorkTree(repo, specs), commit=commit, base_label=label)
+    finally:
+        base.close()
+
+
+def _review(args: argparse.Namespace) -> int:
+    try:
+        gates = _fail_on(args.fail_on)
+        review = build_review(args)
+    except GitError as err:
+        _say("review", err.message, err.fix)
+        return 2
+    except ReplayError as err:
+        _replay_error("review", err)
+        return 2
+    if args.format == "json":
+        text = render_json(review)
+    elif args.format == "markdown":
+        text = render_markdown(
+            review, max_chars=args.max_chars, max_items=args.max_items, base_arg=args.base
+        )
+    else:
+        text = render_text(review, max_items=args.max_items)
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _say(
+                "review",
+                f"cannot write {args.output}: {exc.strerror or exc}",
+                "pass a writable path",
+            )
+            return 2
+    else:
+        _write(text)
+    failing = [c for c in review.cassettes if c.status in gates]
+    if failing:
+        _say("review", f"{len(failing)} cassette(s) {'/'.join(sorted(gates))} (--fail-on)")
+        return 1
+    return 0
+
+
+# --- the parser ----------------------------------------------------------------------
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pytest-replay", description="Inspect pytest_replay cassettes."
+        prog="pytest-replay", description="Review, inspect and check pytest_replay cassettes."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="verify cassettes: schema, YAML, payloads, blob digests")
-    check.add_argument("paths", nargs="*", help="cassette files or directories (default: .)")
-    check.set_defaults(run=_check)
-    show = sub.add_parser("show", help="list what one cassette recorded")
+
+    review = sub.add_parser(
+        "review",
+        help="what changed in cassettes between BASE and the working tree",
+        description="Compare the cassettes of the working tree with those at git revision "
+        "BASE (default: the merge base with the default branch), read through git "
+        "without a checkout.",
+    )
+    review.add_argument("base", nargs="?", metavar="BASE", help="git revision to compare with")
+    review.add_argument("paths", nargs="*", metavar="PATH", help="only cassettes under these paths")
+    review.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    review.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+    review.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="changed|removed|added|any",
+        help="exit 1 when a cassette has this status (repeat or comma-separate)",
+    )
+    review.add_argument("-C", "--repo", default=".", metavar="DIR", help="repository (default: .)")
+    review.add_argument(
+        "--max-items",
+        type=int,
+        default=MAX_ITEMS,
+        metavar="N",
+        help=f"changes shown per section of a cassette (default {MAX_ITEMS}; 0: all)",
+    )
+    review.add_argument(
+        "--max-chars",
+        type=_at_least(1000),
+        default=MAX_CHARS,
+        metavar="N",
+        help=f"markdown size bound (default {MAX_CHARS}, under GitHub's comment limit)",
+    )
+    review.set_defaults(run=_review)
+
+    show = sub.add_parser("show", help="list what one cassette recorded, a page at a time")
     show.add_argument("cassette")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.add_argument("--tenant", type=int, help="only this tenant's ring records")
-    show.add_argument("--limit", type=int, help="at most N items per collection")
+    show.add_argument("--after", metavar="ID", help="page on after this item id (one collection)")
+    show.add_argument(
+        "--before-ms", type=int, metavar="T", help="only records created before T (epoch ms)"
+    )
+    show.add_argument(
+        "--limit", type=_at_least(1), metavar="N", help="at most N items per collection"
+    )
     show.set_defaults(run=_show)
-    textconv = sub.add_parser(
+
+    check = sub.add_parser(
+        "check", help="verify cassettes: schema, YAML, payloads, blob digests, VRRL logs"
+    )
+    check.add_argument("paths", nargs="*", help="cassette files or directories (default: .)")
+    check.set_defaults(run=_check)
+
+    stats_cmd = sub.add_parser("stats", help="counts per section, sizes and blob usage")
+    stats_cmd.add_argument("paths", nargs="*", help="cassette files or directories (default: .)")
+    stats_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    stats_cmd.set_defaults(run=_stats)
+
+    textconv_cmd = sub.add_parser(
         "textconv", help="print a cassette or .vrrl ring log as stable text for git diff"
     )
-    textconv.add_argument("file")
-    textconv.set_defaults(run=_textconv)
+    textconv_cmd.add_argument("file")
+    textconv_cmd.set_defaults(run=_textconv)
     prune.add_parser(sub)
     return parser
 

@@ -1,0 +1,247 @@
+"""A cassette decoded for reading: facts, steps, tool events, HTTP, rings and arrays."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..blobs import BlobStore
+from ..cassette import HEADER_KEYS, parse_document, strip_volatile_section
+from ..compare.arrays import npy_bytes_to_array
+from ..errors import CassetteError
+from ..facts import FactLog
+from ..modes import Mode
+from ..ring import read_records
+from ..steps import StepRecord, load_steps
+from ..tools import ValueStore, load_events
+from .sources import sidecar_name
+
+# Sections this module decodes; anything else is shown as plain data.
+KNOWN_SECTIONS = frozenset(
+    {*HEADER_KEYS, "facts", "payloads", "steps", "tools", "http", "rings", "arrays"}
+)
+AMBIENT_PREFIXES = ("now|", "now_millis|", "random_bytes|", "uuid4|")
+
+RingReader = Callable[[str], np.ndarray]
+
+
+def _fix() -> str:
+    return "restore the cassette from version control, or re-record: pytest --replay=record {test}"
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One recorded HTTP exchange, whatever the exact shape of the ``http:`` section."""
+
+    index: int
+    method: str
+    uri: str
+    status: Any
+    raw: Any
+
+
+@dataclass
+class View:
+    """Everything one cassette recorded, decoded and validated, blobs verified."""
+
+    shown: str
+    doc: dict[str, Any] = field(default_factory=dict)  # the parsed document
+    test: str = ""
+    facts: list[tuple[str, str]] = field(default_factory=list)  # (key, payload id), call order
+    log: FactLog | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)  # test-body tool events
+    http: list[Interaction] = field(default_factory=list)
+    rings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    arrays: list[dict[str, Any]] = field(default_factory=list)
+    other: dict[str, Any] = field(default_factory=dict)  # unknown sections, volatile keys dropped
+    blobs: BlobStore | None = None
+    read_ring: RingReader | None = None
+
+    def value(self, pid: str) -> Any:
+        assert self.log is not None
+        return self.log.payloads.value(pid)
+
+    def ring_records(self, name: str) -> np.ndarray:
+        assert self.read_ring is not None
+        return self.read_ring(str(self.rings[name].get("log", "")))
+
+    def array(self, entry: dict[str, Any]) -> np.ndarray:
+        assert self.blobs is not None
+        try:
+            return npy_bytes_to_array(self.blobs.get(entry["blob"]))
+        except ValueError as exc:
+            raise CassetteError(
+                f"array {entry.get('name')!r}: {exc}", cassette=self.shown, fix=_fix()
+            ) from None
+
+
+def parse(data: bytes, shown: str) -> dict[str, Any]:
+    """``parse_document`` plus a refusal of YAML aliases, which cassettes never contain.
+
+    An alias can make a document refer to itself (``a: &x [*x]``) or blow up
+    when walked; the writer never emits one, so a file that has one was
+    edited by hand.
+    """
+    doc = parse_document(data, Path(shown), shown)
+    seen: set[int] = set()
+    stack: list[Any] = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list)):
+            if id(item) in seen:
+                raise CassetteError(
+                    "cassette uses YAML anchors/aliases, which pytest_replay never writes",
+                    cassette=shown,
+                    fix=_fix(),
+                )
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return doc
+
+
+def load_view(data: bytes, shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
+    """Parse and validate one cassette; any problem is a CassetteError naming it."""
+    return view_of(parse(data, shown), shown, blobs, read_ring)
+
+
+def view_of(doc: dict[str, Any], shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
+    log = FactLog(
+        mode=Mode.STRICT, blobs=blobs, threshold=0, retryable=False, recorded=doc, shown=shown
+    )
+    store = ValueStore(blobs, 0, write=False)
+    view = View(
+        shown=shown,
+        doc=doc,
+        test=str(doc.get("test", "")),
+        facts=log.recorded_facts(),
+        log=log,
+        steps=load_steps(doc.get("steps"), shown, store),
+        tools=load_events(doc.get("tools"), "tools", shown, store),
+        blobs=blobs,
+        read_ring=read_ring,
+    )
+    view.rings = _rings(doc.get("rings"), shown)
+    view.arrays = _arrays(doc.get("arrays"), shown)
+    http = interactions(doc.get("http"))
+    if http is None:
+        view.other["http"] = strip_volatile_section("http", doc["http"])
+    else:
+        view.http = http
+    for key, value in doc.items():
+        if key not in KNOWN_SECTIONS:
+            view.other[key] = strip_volatile_section(key, value)
+    return view
+
+
+def load_path(path: Path) -> View:
+    """A cassette file on disk, with the nearest ``.blobs`` and its .vrrl sidecars."""
+    from .integrity import blob_root_for
+
+    shown = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CassetteError(
+            f"cassette cannot be read: {exc.strerror or exc}", cassette=shown
+        ) from None
+
+    def read_ring(log: str) -> np.ndarray:
+        return read_records(path.parent / sidecar_name(path.name, log, shown))
+
+    return load_view(data, shown, BlobStore(blob_root_for(path)), read_ring)
+
+
+def _rings(section: Any, shown: str) -> dict[str, dict[str, Any]]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict) or not all(
+        isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("log"), str)
+        for k, v in section.items()
+    ):
+        raise CassetteError(
+            "section 'rings' must map ring names to {log, records, digest, capacity}",
+            cassette=shown,
+            fix=_fix(),
+        )
+    return section
+
+
+def _arrays(section: Any, shown: str) -> list[dict[str, Any]]:
+    if section is None:
+        return []
+    if not isinstance(section, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("name"), str)
+        and isinstance(e.get("blob"), str)
+        and _count(e.get("ordinal", 0))
+        for e in section
+    ):
+        raise CassetteError(
+            "section 'arrays' must be a list of {name, ordinal, blob, shape, dtype}",
+            cassette=shown,
+            fix=_fix(),
+        )
+    return section
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def interactions(section: Any) -> list[Interaction] | None:
+    """The ``http:`` section as interactions (request.method/uri, response.status).
+
+    Accepts a list of interactions or a mapping holding one under
+    ``interactions``; returns None for any other shape, which is then shown
+    as plain data.
+    """
+    if section is None:
+        return []
+    items = section.get("interactions") if isinstance(section, dict) else section
+    if not isinstance(items, list):
+        return None
+    out = []
+    for index, item in enumerate(items):
+        request = item.get("request") if isinstance(item, dict) else None
+        response = item.get("response") if isinstance(item, dict) else None
+        request = request if isinstance(request, dict) else {}
+        response = response if isinstance(response, dict) else {}
+        status = response.get("status")
+        if isinstance(status, dict):
+            status = status.get("code")
+        out.append(
+            Interaction(
+                index=index,
+                method=str(request.get("method", "?")).upper(),
+                uri=str(request.get("uri", request.get("url", "?"))),
+                status=status,
+                raw=strip_volatile_section("http", item, item=True),
+            )
+        )
+    return out
+
+
+def is_ambient(key: str) -> bool:
+    """Clock and randomness facts (``now``, ``uuid4``...): they change on every re-record."""
+    return key.startswith(AMBIENT_PREFIXES) and "|state:" in key
+
+
+def preview(value: Any, width: int = 80) -> str:
+    """One short line for a value: JSON text, bytes as hex, arrays by shape."""
+    if isinstance(value, (bytes, bytearray)):
+        text = f"<{len(value)} bytes {bytes(value[:16]).hex()}{'...' if len(value) > 16 else ''}>"
+        return text
+    if isinstance(value, np.ndarray):
+        return f"<array {value.dtype} {list(value.shape)}>"
+    try:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 3] + "..."
