@@ -300,15 +300,25 @@ def replay(
     session.close()  # a test that never reached its body (setup failed) still gets the real clock
 
 
-@pytest.fixture(autouse=True)
-def _replay_ambient(request: pytest.FixtureRequest, replay_config: Mapping[str, Any]) -> None:
-    """A test that turns on clock/random/uuid gets its replay session without asking for it."""
-    run = request.config.stash.get(RUN_KEY, None)
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test that turns on clock/random/uuid by ini or marker gets its replay
+    # session without asking for it. Decided here, once per test, so a test
+    # that does not turn them on runs no fixture of ours at all.
+    run = config.stash.get(RUN_KEY, None)
     if run is None:
         return
-    marks = [mark.kwargs for mark in reversed(list(request.node.iter_markers("replay")))]
-    if ambient.wanted(run.ini_settings, replay_config, *marks):
-        request.getfixturevalue("replay")
+    by_ini = ambient.wanted(run.ini_settings)
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if names is None or "replay" in names:
+            continue
+        if not by_ini and item.get_closest_marker("replay") is None:
+            continue
+        marks = [mark.kwargs for mark in reversed(list(item.iter_markers("replay")))]
+        if ambient.wanted(run.ini_settings, *marks):
+            # A new list: parametrized items share one closure list.
+            item.fixturenames = [*names, "replay"]  # type: ignore[attr-defined]
 
 
 # --- around the test body ---------------------------------------------------------

@@ -519,3 +519,72 @@ def test_plain(replay):
     )
     sys.modules.pop("pytest_replay.ambient.recorder", None)
     rt.record().assert_outcomes(passed=1)
+
+
+def test_plain_tests_run_no_fixture_of_ours(rt):
+    # A replay_config that needs a credential must not touch tests that never use replay.
+    rt.pytester.makeconftest(
+        """
+import pytest
+
+@pytest.fixture
+def replay_config():
+    pytest.skip("needs API_KEY")
+"""
+    )
+    rt.module(
+        """
+import pytest
+
+def test_plain_math(request):
+    assert "replay" not in request.fixturenames
+    assert 1 + 1 == 2
+
+@pytest.mark.replay(uuid=True)
+def test_ambient_by_marker(request):
+    assert "replay" in request.fixturenames
+"""
+    )
+    result = rt.run("-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*needs API_KEY*"])
+
+
+def test_verify_accounts_for_the_recorded_ambient_facts(rt):
+    rt.module(
+        """
+import pytest, random, time, uuid
+
+@pytest.mark.replay(clock=True, random=True, uuid=True)
+def test_amb(replay):
+    time.time(), random.random(), uuid.uuid4()
+"""
+    )
+    rt.record().assert_outcomes(passed=1)
+    result = rt.run("--replay=verify", "-v")
+    result.assert_outcomes(passed=1)
+    assert "unused" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*1 verified*"])
+
+
+def test_a_hand_edited_clock_out_of_range_is_our_error(rt):
+    rt.module(
+        """
+import pytest, time
+
+@pytest.mark.replay(clock=True)
+def test_t():
+    time.time()
+"""
+    )
+    rt.record().assert_outcomes(passed=1)
+    path = rt.cassette("test_t")
+    text = path.read_text()
+    import re
+
+    edited = re.sub(r'"time_ns":\d+', '"time_ns":' + "9" * 30, text)
+    assert edited != text
+    path.write_text(edited)
+    result = rt.run("--replay=strict")
+    assert "OverflowError" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*Fix:*"])

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..modes import Mode
 
 if TYPE_CHECKING:
     from ..session import ReplaySession
@@ -113,12 +114,24 @@ def install(session: ReplaySession) -> Any:
     clock, rand, uuids = (settings.get(k) for k in KEYS)
     mode = session.context.mode
     if not (clock or rand or uuids) or (mode.live_io and not mode.records):
+        if mode is Mode.VERIFY:
+            _account_for_recorded(session.facts)
         return _OFF  # off (or a live mode that records nothing): the real world
     from .recorder import Ambient
 
     ambient = Ambient(session, clock=clock or False, random=bool(rand), uuid=bool(uuids))
     ambient.start()
     return ambient
+
+
+def _account_for_recorded(facts: Any) -> None:
+    """Verify runs on the real clock and entropy: the recorded ambient facts are not unused."""
+    counts: dict[str, int] = {}
+    for key, _ in facts.recorded_facts():
+        if "ambient|" in key or "random_bytes|from:" in key:
+            counts[key] = counts.get(key, 0) + 1
+    for key, n in counts.items():
+        facts.skip(key, n)
 
 
 def reseed(phase: str) -> None:

@@ -31,11 +31,18 @@ def capture() -> dict[str, Any]:
     }
 
 
+# datetime can show instants from year 1 to 9999; a clock outside that (or a
+# UTC offset of a day or more) is a hand-edited cassette, not a recording.
+_MAX_NS = 253_402_300_799 * 10**9  # 9999-12-31T23:59:59Z
+
+
 def valid_capture(value: Any) -> bool:
     return (
         isinstance(value, dict)
         and type(value.get("time_ns")) is int
+        and 0 <= value["time_ns"] <= _MAX_NS
         and type(value.get("utcoffset", 0)) is int
+        and abs(value.get("utcoffset", 0)) < 86_400
         and isinstance(value.get("zone", ""), str)
     )
 
