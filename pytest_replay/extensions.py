@@ -17,9 +17,11 @@ Installer = Callable[["ReplaySession"], "Recorder"]
 def installers() -> list[Installer]:
     """Imported lazily so a test that never records steps or rings never imports them."""
     from .arrays import install as arrays
+    from .http.section import install as http
     from .ring.section import install as rings
     from .steps import install as steps
     from .tools import install as tools
 
     # tools before steps: a step's attempts collect their tool events from it.
-    return [arrays, rings, tools, steps]
+    # http last: it patches clients, so nothing after it may fail half-way.
+    return [arrays, rings, tools, steps, http]

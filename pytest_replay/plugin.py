@@ -47,6 +47,7 @@ class ReplayRun:
         self.ini_settings: dict[str, Any] = {
             "missing_fact_retryable": config.getini("replay_missing_fact_retryable"),
             "blob_threshold": _int_ini(config, "replay_blob_threshold", DEFAULT_BLOB_THRESHOLD),
+            "allow_hosts": _allow_hosts(config),
         }
         self.results: list[TestResult] = []
         self.claimed: dict[Path, str] = {}  # cassette path -> the test that uses it
@@ -107,6 +108,14 @@ def _cache_dir(config: pytest.Config) -> Path:
         raw = ".pytest_cache"
     path = Path(os.path.expanduser(os.path.expandvars(str(raw))))
     return path if path.is_absolute() else config.rootpath / path
+
+
+def _allow_hosts(config: pytest.Config) -> tuple[str, ...]:
+    from .http.network import parse_hosts
+
+    return parse_hosts(
+        [*config.getini("replay_allow_hosts"), *(config.getoption("replay_allow_hosts") or [])]
+    )
 
 
 def _int_ini(config: pytest.Config, name: str, default: int) -> int:
@@ -181,7 +190,22 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         default=None,
         help="keep all cassettes under DIR, mirroring module paths (ini replay_dir)",
     )
+    group.addoption(
+        "--replay-allow-hosts",
+        dest="replay_allow_hosts",
+        metavar="HOSTS",
+        action="append",
+        default=None,
+        help="hosts strict mode lets tests connect to besides loopback, comma-separated "
+        "(ini replay_allow_hosts)",
+    )
     parser.addini("replay_mode", "default record/replay mode", default="")
+    parser.addini(
+        "replay_allow_hosts",
+        "hosts strict mode lets tests connect to besides loopback",
+        type="args",
+        default=[],
+    )
     parser.addini("replay_dir", "directory for all cassettes (default: next to each module)")
     parser.addini(
         "replay_missing_fact_retryable",
@@ -200,7 +224,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "replay(**overrides): per-test replay settings (mode, cassette, "
-        "missing_fact_retryable, blob_threshold)",
+        "missing_fact_retryable, blob_threshold, http, match_on, redact, allow_hosts...); "
+        "a marked test gets the replay session without asking for the fixture",
     )
     config.addinivalue_line(
         "markers", "gpu: needs CuPy and a visible CUDA device (skipped with a reason otherwise)"
@@ -223,8 +248,10 @@ def replay_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def replay(request: pytest.FixtureRequest, replay_config: Mapping[str, Any]) -> ReplaySession:
-    """This test's record/replay session (facts, clock, randomness)."""
+def replay(
+    request: pytest.FixtureRequest, replay_config: Mapping[str, Any]
+) -> Generator[ReplaySession, None, None]:
+    """This test's record/replay session (facts, clock, randomness, HTTP)."""
     run = request.config.stash[RUN_KEY]
     item = request.node
     try:
@@ -234,7 +261,17 @@ def replay(request: pytest.FixtureRequest, replay_config: Mapping[str, Any]) -> 
         err.terse = True  # type: ignore[attr-defined]
         raise err from None
     item.stash[SESSION_KEY] = session
-    return session
+    try:
+        yield session
+    finally:
+        session.close()  # HTTP stubs and the strict network block end with the test
+
+
+@pytest.fixture(autouse=True)
+def _replay_marked(request: pytest.FixtureRequest) -> None:
+    """A test with @pytest.mark.replay gets its session (and HTTP recording) without asking."""
+    if request.node.get_closest_marker("replay") is not None:
+        request.getfixturevalue("replay")
 
 
 # --- around the test body ---------------------------------------------------------

@@ -127,6 +127,13 @@ class ReplaySession:
     def __repr__(self) -> str:
         return f"<replay {self.mode.value} {self.shown}>"
 
+    def close(self) -> None:
+        """Undo what recorders put in place for the test (HTTP stubs, the network block)."""
+        for recorder in reversed(self.recorders):
+            close = getattr(recorder, "close", None)
+            if close is not None:
+                close()
+
     # -- errors ----------------------------------------------------------------------
 
     def error(self, err: ReplayError) -> ReplayError:
