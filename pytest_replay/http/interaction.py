@@ -103,11 +103,12 @@ class HttpResponse:
             encoding=raw.get("encoding"),
         )
 
-    def to_vcr(self, *, client_decodes: bool = True) -> dict[str, Any]:
+    def to_vcr(self, *, wire: bool = True) -> dict[str, Any]:
         """The dict vcrpy's stubs build a client response from (a fresh one each time).
 
-        The body goes out re-encoded as recorded (gzip with mtime 0) for
-        clients that decode it themselves, decoded for aiohttp's stub.
+        ``wire``: the body goes out re-encoded as recorded (gzip with mtime 0)
+        for clients that read it as sent (http.client, httpx); decoded for
+        the stubs that hand clients a decoded body (urllib3, aiohttp).
         """
         encoded = encode_body(self.body, self.encoding)
         headers = {k: list(v) for k, v in self.headers.items()}
@@ -116,7 +117,7 @@ class HttpResponse:
         return {
             "status": {"code": self.status, "message": self.reason},
             "headers": headers,
-            "body": {"string": encoded if client_decodes else self.body},
+            "body": {"string": encoded if wire else self.body},
         }
 
 

@@ -42,34 +42,35 @@ class NetworkGuard:
 
     Host names are checked before any DNS lookup (``create_connection`` and
     ``socket.connect`` with a name); IP addresses against the loopback
-    ranges and the allowed list. An allowed host *name* also lets its
-    addresses through; they are resolved once, when a connect needs it.
+    ranges and the allowed list. An allowed host *name* lets through the
+    addresses the client's own ``getaddrinfo`` found for it: the guard never
+    makes a lookup of its own.
     """
 
     def __init__(self, allow: Iterable[str], on_block: Callable[[str, Any], BaseException]) -> None:
-        self.allow = frozenset(parse_hosts(allow))
+        self.allow = frozenset(
+            str(ipaddress.ip_address(h)) if _is_ip(h) else h for h in parse_hosts(allow)
+        )
         self._on_block = on_block
-        self._resolved: frozenset[str] | None = None
-        self._saved: tuple[Any, Any, Any] | None = None
+        self._learned: set[str] = set()
+        self._saved: tuple[Any, ...] | None = None
 
     def allows(self, host: str) -> bool:
         host = host.strip("[]").lower()
-        if not host or is_loopback(host) or host in self.allow:
+        if not host or is_loopback(host) or host in self.allow or host in self._learned:
             return True
         if _is_ip(host):
             ip = ipaddress.ip_address(host.split("%", 1)[0])
-            return ip.is_unspecified or str(ip) in self._allowed_addresses()
+            return ip.is_unspecified or str(ip) in self._learned or str(ip) in self.allow
         return False
 
-    def _allowed_addresses(self) -> frozenset[str]:
-        if self._resolved is None:
-            names = [h for h in self.allow if not _is_ip(h)]
-            found = {str(ipaddress.ip_address(h)) for h in self.allow if _is_ip(h)}
-            for name in names:
-                with contextlib.suppress(OSError):  # an unknown name lets nothing through
-                    found.update(str(info[4][0]) for info in socket.getaddrinfo(name, None))
-            self._resolved = frozenset(found)
-        return self._resolved
+    def learn(self, host: Any, infos: Any) -> None:
+        """Addresses an allowed name resolved to are allowed too."""
+        if isinstance(host, bytes):
+            host = host.decode("ascii", "replace")
+        if isinstance(host, str) and host.lower() in self.allow:
+            with contextlib.suppress(TypeError, IndexError, ValueError):
+                self._learned.update(str(ipaddress.ip_address(info[4][0])) for info in infos)
 
     def check(self, address: Any) -> None:
         """Raise for an (host, port, ...) address that may not be reached; AF_UNIX paths pass."""
@@ -87,11 +88,13 @@ class NetworkGuard:
     def install(self) -> None:
         global _active
         guard = self
-        real_connect, real_connect_ex, real_create_connection = self._saved = (
+        self._saved = (
             socket.socket.connect,
             socket.socket.connect_ex,
             socket.create_connection,
+            socket.getaddrinfo,
         )
+        real_connect, real_connect_ex, real_create_connection, real_getaddrinfo = self._saved
 
         def connect(sock: socket.socket, address: Any) -> None:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -107,19 +110,28 @@ class NetworkGuard:
             guard.check(tuple(address))
             return real_create_connection(address, *args, **kwargs)
 
+        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            infos = real_getaddrinfo(host, *args, **kwargs)
+            if guard.allow:
+                guard.learn(host, infos)
+            return infos
+
         socket.socket.connect = connect  # type: ignore[method-assign]
         socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
         socket.create_connection = create_connection
+        socket.getaddrinfo = getaddrinfo
         _active = self
 
     def uninstall(self) -> None:
         global _active
         if self._saved is None:
             return
-        connect, connect_ex, create_connection = self._saved
-        socket.socket.connect = connect  # type: ignore[method-assign]
-        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
-        socket.create_connection = create_connection
+        (
+            socket.socket.connect,  # type: ignore[method-assign]
+            socket.socket.connect_ex,  # type: ignore[method-assign]
+            socket.create_connection,
+            socket.getaddrinfo,
+        ) = self._saved
         self._saved = None
         if _active is self:
             _active = None

@@ -10,11 +10,13 @@ imports one.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib.abc
 import sys
 import threading
+import types
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -37,28 +39,45 @@ class Target(Protocol):
 
 _current: Target | None = None
 
-# Set while aiohttp's stub runs: it serves ``body.string`` as the decoded
-# body, where every other stub hands the bytes to a client that decodes them.
-_client_decodes: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "pytest_replay_client_decodes", default=True
+# Whether the client calling now reads the body as it went over the wire:
+# http.client callers and httpx decode gzip themselves. urllib3's stub and
+# aiohttp's hand over ``body.string`` as the decoded body, as those clients
+# do live, so replay serves them the decoded body.
+_wire_bodies: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "pytest_replay_wire_bodies", default=True
 )
 
 
-def client_decodes() -> bool:
-    """Whether the client calling now decodes gzip/deflate bodies itself."""
-    return _client_decodes.get()
+def wire_bodies() -> bool:
+    """True when the response body must go out encoded as recorded (gzip...)."""
+    return _wire_bodies.get()
 
 
-def _serves_decoded(stub: Any) -> Any:
+def _aiohttp_decoded(stub: Any) -> Any:
     @functools.wraps(stub)
     async def request(*args: Any, **kwargs: Any) -> Any:
-        token = _client_decodes.set(False)
+        token = _wire_bodies.set(False)
         try:
             return await stub(*args, **kwargs)
         finally:
-            _client_decodes.reset(token)
+            _wire_bodies.reset(token)
 
     return request
+
+
+def _urllib3_decoded(getresponse: Any) -> Any:
+    @functools.wraps(getresponse)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        real = self.__dict__.get("real_connection")
+        if not type(real).__module__.startswith("urllib3"):
+            return getresponse(self, *args, **kwargs)
+        token = _wire_bodies.set(False)
+        try:
+            return getresponse(self, *args, **kwargs)
+        finally:
+            _wire_bodies.reset(token)
+
+    return wrapper
 
 
 class _CassetteProxy:
@@ -123,13 +142,53 @@ def _build() -> list[tuple[Any, str, Any]]:
                 if hasattr(patcher, "getter") and hasattr(patcher, "attribute"):
                     obj, attr, new = patcher.getter(), patcher.attribute, patcher.new
                     if attr == "_request" and getattr(obj, "__module__", "").startswith("aiohttp"):
-                        new = _serves_decoded(new)
+                        new = _aiohttp_decoded(new)
                     patches.append((obj, attr, new))
                 else:  # a ConnectionRemover: drops our stub connections from urllib3 pools
                     removers.append(patcher)
+            patches.extend(_thread_safe_resets())
             _removers[:] = removers
             _patches = patches
     return _patches
+
+
+def _no_reset() -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def _thread_safe_resets() -> list[tuple[Any, str, Any]]:
+    """Stop vcrpy from un-patching every client process-wide while one connection is made.
+
+    vcrpy's ``force_reset`` puts the real classes back for all threads while
+    one stub builds its real connection, so a request another thread starts
+    meanwhile goes out unrecorded (or live, on replay). The only real code
+    that needs it is ``http.client.HTTPSConnection.__init__``, which finds
+    its own class through the module global; it gets a copy of that
+    ``__init__`` whose globals name the real class instead.
+    """
+    import http.client
+
+    from vcr import patch as vcr_patch
+    from vcr import stubs as vcr_stubs
+
+    real = vcr_patch._HTTPSConnection
+    init = real.__init__
+    scope = dict(vars(http.client))
+    scope["HTTPSConnection"] = real
+    fixed = types.FunctionType(
+        init.__code__, scope, init.__name__, init.__defaults__, init.__closure__
+    )
+    fixed.__kwdefaults__ = init.__kwdefaults__
+    https = type("HTTPSConnection", (real,), {"__init__": fixed, "__module__": __name__})
+    return [
+        (vcr_patch, "force_reset", _no_reset),
+        (vcr_stubs.VCRHTTPSConnection, "_baseclass", https),
+        (
+            vcr_stubs.VCRConnection,
+            "getresponse",
+            _urllib3_decoded(vcr_stubs.VCRConnection.getresponse),
+        ),
+    ]
 
 
 class Activation:
@@ -187,6 +246,11 @@ class _NotifyingLoader(importlib.abc.Loader):
             if getattr(module, "__spec__", None) is not None:
                 module.__spec__.loader = self._loader
         if watcher.depth == 0:
+            # The import system binds ``http.client`` on ``http`` only once this
+            # returns; vcrpy's imports need it now.
+            parent, _, child = module.__name__.rpartition(".")
+            if parent in sys.modules:
+                setattr(sys.modules[parent], child, module)
             watcher.fire()
 
     def __getattr__(self, name: str) -> Any:

@@ -27,9 +27,11 @@ from .normalise import (
     VOLATILE_HEADERS,
     PortMap,
     decode_body,
+    encode_body,
     header_lists,
     live_uri_parts,
     looks_like_text,
+    set_header,
     settle_headers,
     uri_parts,
 )
@@ -123,6 +125,7 @@ class HttpRecorder:
         body = request_body(vcr_request)
         body = self._tokenise(body)
         method, uri, headers, body = self.redactor.request(method, uri, headers, body)
+        set_header(headers, "content-length", str(len(body)))  # of the body as stored
         return HttpRequest(method, uri, headers, body)
 
     def play(self, vcr_request: Any) -> dict[str, Any]:
@@ -155,7 +158,7 @@ class HttpRecorder:
             restore(text).encode("utf-8") if text is not None else body_bytes(raw, self.ctx.blobs),
             raw.get("encoding"),
         )
-        return response.to_vcr(client_decodes=patching.client_decodes())
+        return response.to_vcr(wire=patching.wire_bodies())
 
     def record(self, vcr_request: Any, vcr_response: dict[str, Any]) -> None:
         req = self.request(vcr_request)
@@ -172,6 +175,7 @@ class HttpRecorder:
             headers,
             self._tokenise(body),
         )
+        set_header(headers, "content-length", str(len(encode_body(body, encoding))))
         response = HttpResponse(code, reason, headers, body, encoding)
         blobs = self.ctx.blobs
         entry = {"request": req.to_yaml(blobs), "response": response.to_yaml(blobs)}
