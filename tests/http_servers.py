@@ -65,9 +65,11 @@ def route(server: Server, method: str, target: str, headers: dict[str, str], bod
             json.dumps(payload).encode(),
         )
     if path == "/next":
-        return 200, {"Content-Type": "application/json"}, json.dumps(
-            {"next": f"{server.base}/echo?page=2"}
-        ).encode()
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            json.dumps({"next": f"{server.base}/echo?page=2"}).encode(),
+        )
     if path == "/redirect":
         return 302, {"Location": f"{server.base}/echo?from=redirect"}, b""
     if path == "/status":
@@ -111,9 +113,11 @@ def sync_server() -> Iterator[Server]:
     """A threaded http.server on 127.0.0.1 and a fresh ephemeral port."""
     handler = type("Handler", (_Handler,), {})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    httpd.block_on_close = False  # keep-alive handlers may still wait for their client
     server = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
     handler.server_ref = server
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield server

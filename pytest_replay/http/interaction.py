@@ -15,10 +15,9 @@ from .normalise import ENCODINGS, encode_body, looks_like_text, set_header
 TEXT_INLINE_MAX = 1 << 20  # text bodies larger than this go to a .txt blob
 REQUEST_MARK, RESPONSE_MARK = "> ", "< "
 # JSON leaves these raw with ensure_ascii=False, but they would end a line of
-# the block (or force YAML to quote the whole block): escape them.
-_UNSAFE = re.compile(
-    "[^\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\u2028\u2029\ufeff]"
-)
+# the block or make YAML quote the whole block (libyaml takes no 4-byte UTF-8
+# in a block scalar): escaped, astral characters as surrogate pairs.
+_UNSAFE = re.compile("[^\x20-\x7e\xa0-\ud7ff\ue000-\ufffd]|[\u2028\u2029\ufeff]")
 _json_loads = json.JSONDecoder().decode
 _RESTORE = "restore the cassette from version control, or re-record: pytest --replay=record {test}"
 
@@ -176,7 +175,11 @@ def _line(mark: str, value: dict[str, Any]) -> str:
 
 
 def _escape(m: re.Match[str]) -> str:
-    return f"\\u{ord(m.group(0)):04x}"
+    code = ord(m.group(0))
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def dump_section(interactions: list[dict[str, Any]]) -> Block:
@@ -258,3 +261,13 @@ def check_section(section: list[Any], shown: str) -> None:
             raise _bad(shown, i, "'body' must be text and 'body_blob' a blob name")
         if resp.get("encoding") is not None and resp["encoding"] not in ENCODINGS:
             raise _bad(shown, i, f"'encoding' must be one of {', '.join(sorted(ENCODINGS))}")
+
+
+def check_blobs(section: Any, blobs: BlobStore, shown: str) -> int:
+    """Parse a stored section and verify every body blob it names; returns the count."""
+    interactions = parse_section(section, shown)
+    for item in interactions:
+        for part in (item["request"], item["response"]):
+            if part.get("body_blob"):
+                blobs.get(part["body_blob"])
+    return len(interactions)

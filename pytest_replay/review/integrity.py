@@ -1,4 +1,4 @@
-"""Integrity of cassettes on disk: schema, safe YAML, fact tables, step records and blobs."""
+"""Integrity of cassettes on disk: schema, safe YAML, facts, steps, HTTP and blobs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ..blobs import BlobStore
 from ..cassette import Cassette
 from ..errors import ReplayError
 from ..facts import FactLog
+from ..http.interaction import check_blobs as check_http
 from ..modes import Mode
 from ..ring import read_records, stream_digest
 from ..steps import check_sections
@@ -55,6 +56,7 @@ def check_cassette(path: Path) -> Problem | None:
         for pid in log.payload_ids():
             log.payloads.value(pid)
         check_sections(cassette.doc, cassette.blobs, str(path))
+        check_http(cassette.section("http"), cassette.blobs, str(path))
         for name, entry in (cassette.section("rings") or {}).items():
             records = read_records(path.parent / str(entry.get("log", "")))
             if "digest" in entry and stream_digest(records) != entry["digest"]:
