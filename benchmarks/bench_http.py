@@ -189,6 +189,37 @@ def ours_load(path: Path) -> float:
     return min(_timed(lambda: ours_player(path)) for _ in range(REPEATS))
 
 
+def overhead(tmp: Path, rounds: int = 2000) -> dict[str, float]:
+    """Microseconds HTTP adds to a test that makes no request, per test."""
+    from pytest_replay.http import patching
+
+    path = tmp / "none.yaml"
+
+    def lifecycle(mode: Mode) -> float:
+        start = time.perf_counter()
+        for _ in range(rounds):
+            recorder = HttpRecorder(context(path, mode, {}))
+            recorder.start()
+            recorder.unused()
+            recorder.close()
+        return (time.perf_counter() - start) / rounds * 1e6
+
+    def watcher() -> float:
+        start = time.perf_counter()
+        for _ in range(rounds):
+            w = patching.ImportWatcher(lambda: None)
+            w.install()
+            w.uninstall()
+        return (time.perf_counter() - start) / rounds * 1e6
+
+    lifecycle(Mode.REPLAY)  # the stubs are built once per process
+    return {
+        "no client imported yet (import watcher only)": watcher(),
+        "replay, clients imported (stubs in and out)": lifecycle(Mode.REPLAY),
+        "strict (stubs and the network block)": lifecycle(Mode.STRICT),
+    }
+
+
 def main(sizes: tuple[int, ...]) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -211,6 +242,7 @@ def main(sizes: tuple[int, ...]) -> None:
                     row[f"vcr_{name}"] = vcr_replay(theirs, targets, client)
                     row[f"ours_{name}"] = ours_replay(ours, targets, client)
                 rows.append(row)
+            costs = overhead(tmp)
     finally:
         server.shutdown()
         server.server_close()
@@ -232,6 +264,10 @@ def main(sizes: tuple[int, ...]) -> None:
         for r in rows:
             theirs, ours = r[f"vcr_{name}"] * 1e6, r[f"ours_{name}"] * 1e6
             print(f"{r['n']:>6}  {theirs:>10.1f} {ours:>8.1f} {theirs / ours:>6.1f}x")
+    print()
+    print("HTTP's cost for a test that uses replay but makes no request, us per test")
+    for what, us in costs.items():
+        print(f"  {what:<48} {us:>7.1f}")
     first, last = rows[0], rows[-1]
     print()
     for name in CLIENTS:

@@ -144,7 +144,7 @@ class HttpRecorder:
         position = index.take(key)
         self._calls[key] += 1
         if position is None:
-            raise self.ctx.error(self._missing(self.request(vcr_request), key, index))
+            raise _terse(self.ctx.error(self._missing(self.request(vcr_request), key, index)))
         raw = self.stored[position]["response"]
         restore = self.ports.restore
         text = raw.get("body")
@@ -190,15 +190,18 @@ class HttpRecorder:
 
     def _blocked(self, host: str, port: Any) -> ReplayError:
         where = f"{host}:{port}" if port is not None else host
-        return self.ctx.error(
-            NetworkBlocked(
-                f"strict mode blocks network access: this test tried to connect to {where}",
-                place=f"connect {where}",
-                details=[
-                    "only loopback addresses and --replay-allow-hosts are reachable in strict"
-                ],
-                fix="record what the test needs from the network: pytest --replay=record {test}; "
-                f"or let this host through: pytest --replay=strict --replay-allow-hosts={host}",
+        return _terse(
+            self.ctx.error(
+                NetworkBlocked(
+                    f"strict mode blocks network access: this test tried to connect to {where}",
+                    place=f"connect {where}",
+                    details=[
+                        "only loopback addresses and --replay-allow-hosts are reachable in strict"
+                    ],
+                    fix="record what the test needs from the network: "
+                    "pytest --replay=record {test}; "
+                    f"or let this host through: pytest --replay=strict --replay-allow-hosts={host}",
+                )
             )
         )
 
@@ -286,6 +289,13 @@ class HttpRecorder:
 
     def save_files(self) -> None:
         pass
+
+
+def _terse(err: ReplayError) -> ReplayError:
+    # Raised deep inside a client library: the report shows the message, not
+    # twenty frames of requests and urllib3.
+    err.terse = True  # type: ignore[attr-defined]
+    return err
 
 
 def install(session: Any) -> HttpRecorder:
