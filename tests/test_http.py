@@ -648,7 +648,7 @@ def test_import_vcr_turns_a_vcrpy_cassette_into_one_that_replays_in_strict(hrt, 
     hrt.run("--replay=strict").assert_outcomes(passed=1)
 
 
-def test_check_verifies_http_sections_and_their_blobs(hrt, capsys):
+def test_check_and_show_read_http_sections(hrt, capsys):
     from pytest_replay.review.cli import main
 
     hrt.module(
@@ -660,6 +660,9 @@ def test_check_verifies_http_sections_and_their_blobs(hrt, capsys):
     )
     hrt.record().assert_outcomes(passed=1)
     assert main(["check", str(hrt.root / "cassettes")]) == 0
+    assert main(["show", str(hrt.cassette("test_t"))]) == 0
+    shown = capsys.readouterr().out
+    assert "http: 1\n  GET http://127.0.0.1:{port1}/binary -> 200" in shown
     [blob] = (hrt.root / "cassettes" / ".blobs").iterdir()
     blob.write_bytes(b"tampered")
     assert main(["check", str(hrt.root / "cassettes")]) == 1

@@ -9,7 +9,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from ..context import RecorderContext
-from ..errors import MissingHttp, NetworkBlocked, ReplayError, rerecord_fix
+from ..errors import CassetteError, MissingHttp, NetworkBlocked, ReplayError, rerecord_fix
 from ..modes import Mode
 from . import patching
 from .index import DEFAULT_MATCH_ON, FifoIndex, key_function
@@ -273,7 +273,10 @@ class HttpRecorder:
     def unused(self) -> list[str]:
         if not self.replaying or not self.ctx.section("http"):
             return []
-        index = self._index if self._index is not None else self._build_index()
+        try:
+            index = self._index if self._index is not None else self._build_index()
+        except CassetteError:
+            return []  # a malformed section: the first request already failed on it
         stored = self.stored
         return [
             f"http #{p} {stored[p]['request']['method']} {stored[p]['request']['uri']}"

@@ -14,6 +14,7 @@ from ..blobs import BlobStore
 from ..cassette import Cassette
 from ..errors import ReplayError
 from ..facts import FactLog
+from ..http.interaction import parse_section
 from ..modes import Mode
 from ..ring import read_records
 from .integrity import blob_root_for, check_cassette, find_cassettes
@@ -83,7 +84,20 @@ def _load_for_show(path: Path, tenant: int | None, limit: int | None) -> dict[st
             if tenant is None or int(r["tenant_id"]) == tenant
         ]
         rings[name] = rows[:limit] if limit is not None else rows
-    return {"test": cassette.test, "facts": facts[:limit] if limit else facts, "rings": rings}
+    http = [
+        {
+            "method": i["request"]["method"],
+            "uri": i["request"]["uri"],
+            "status": i["response"]["status"],
+        }
+        for i in parse_section(cassette.section("http"), str(path))
+    ]
+    return {
+        "test": cassette.test,
+        "facts": facts[:limit] if limit else facts,
+        "http": http[:limit] if limit else http,
+        "rings": rings,
+    }
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -104,6 +118,10 @@ def _show(args: argparse.Namespace) -> int:
             if len(value) > 80:
                 value = value[:77] + "..."
             print(f"  {row['key']}#{row['ordinal']}  {value}")
+    if args.tenant is None and data["http"]:
+        print(f"http: {len(data['http'])}")
+        for row in data["http"]:
+            print(f"  {row['method']} {row['uri']} -> {row['status']}")
     for name, rows in data["rings"].items():
         scope = f" (tenant {args.tenant})" if args.tenant is not None else ""
         print(f"ring {name}{scope}: {len(rows)} record(s)")
