@@ -60,7 +60,12 @@ def test_requests(replay, server, live):
     assert requests.get(server.base + "/redirect").json()["query"] == "from=redirect"
     missing = requests.get(server.base + "/status?code=404")
     assert missing.status_code == 404 and missing.text == "status 404"
-    assert len(server.hits) == (5 if live else 0)
+    head = requests.head(server.base + "/binary")
+    assert head.headers["Content-Length"] == "1024" and head.content == b""
+    with requests.Session() as session:
+        session.get(server.base + "/secret")
+        assert list(session.cookies.keys()) == ["session"]  # the value is redacted
+    assert len(server.hits) == (7 if live else 0)
 
 def test_urllib_http_client(replay, server, live):
     with urllib.request.urlopen(server.base + "/echo?via=urllib") as resp:

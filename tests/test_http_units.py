@@ -207,10 +207,19 @@ def test_redactor_scrubs_names_values_and_lets_a_hook_finish():
         b'{"note": "hunter 2"}',
     )
     assert uri == f"http://h/p?q={REDACTED}&x=1"
-    assert headers == {"X-Session": [REDACTED], "Authorization": [REDACTED], "Y": [f"{REDACTED}!"]}
+    assert headers == {
+        "X-Session": [REDACTED],
+        "Authorization": [f"Bearer {REDACTED}"],
+        "Y": [f"{REDACTED}!"],
+    }
     assert body == b'{"note": "' + REDACTED.encode() + b'"}'
-    _, _, rheaders, _ = red.response(200, "OK", {"Set-Cookie": ["a=1", "b=2"]}, b"")
-    assert rheaders == {"Set-Cookie": [REDACTED]}
+    _, _, rheaders, _ = red.response(
+        200, "OK", {"Set-Cookie": ["a=1; Path=/", "b=2"], "Cookie": ["x=1; y=2"]}, b""
+    )
+    assert rheaders == {
+        "Set-Cookie": [f"a={REDACTED}; Path=/", f"b={REDACTED}"],
+        "Cookie": [f"x={REDACTED}; y={REDACTED}"],
+    }
     assert Hook.calls == ["http_request", "http_response"]
 
 

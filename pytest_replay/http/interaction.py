@@ -111,8 +111,8 @@ class HttpResponse:
         """
         encoded = encode_body(self.body, self.encoding)
         headers = {k: list(v) for k, v in self.headers.items()}
-        # The body may have changed length (redaction, ports, re-encoding).
-        set_header(headers, "content-length", str(len(encoded)))
+        if encoded:  # the body may have changed length (redaction, ports, re-encoding)
+            set_header(headers, "content-length", str(len(encoded)))
         return {
             "status": {"code": self.status, "message": self.reason},
             "headers": headers,

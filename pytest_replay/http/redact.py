@@ -81,8 +81,27 @@ def redact_json(body: bytes, fields: frozenset[str]) -> bytes:
     return json.dumps(value).encode("utf-8") if changed else body
 
 
+def _header_value(name: str, value: str) -> str:
+    """Redact the secret part and keep the shape: scheme, cookie names, cookie attributes."""
+    if name in ("authorization", "proxy-authorization"):
+        scheme, space, _ = value.partition(" ")
+        return f"{scheme} {REDACTED}" if space and scheme.isalpha() else REDACTED
+    if name == "cookie":
+        pairs = [p.strip().partition("=") for p in value.split(";") if p.strip()]
+        return "; ".join(f"{k}={REDACTED}" if eq else REDACTED for k, eq, _ in pairs)
+    if name == "set-cookie":
+        first, sep, attributes = value.partition(";")
+        cookie, eq, _ = first.partition("=")
+        return (f"{cookie.strip()}={REDACTED}" if eq else REDACTED) + sep + attributes
+    return REDACTED
+
+
 def redact_headers(headers: dict[str, list[str]], names: frozenset[str]) -> dict[str, list[str]]:
-    return {k: ([REDACTED] if k.lower() in names else v) for k, v in headers.items()}
+    out = {}
+    for key, values in headers.items():
+        lower = key.lower()
+        out[key] = [_header_value(lower, v) for v in values] if lower in names else values
+    return out
 
 
 def _variants(values: Iterable[str]) -> list[str]:

@@ -125,7 +125,8 @@ class HttpRecorder:
         body = request_body(vcr_request)
         body = self._tokenise(body)
         method, uri, headers, body = self.redactor.request(method, uri, headers, body)
-        set_header(headers, "content-length", str(len(body)))  # of the body as stored
+        if body:
+            set_header(headers, "content-length", str(len(body)))  # of the body as stored
         return HttpRequest(method, uri, headers, body)
 
     def play(self, vcr_request: Any) -> dict[str, Any]:
@@ -175,7 +176,8 @@ class HttpRecorder:
             headers,
             self._tokenise(body),
         )
-        set_header(headers, "content-length", str(len(encode_body(body, encoding))))
+        if body:  # a HEAD response keeps the length of what it describes
+            set_header(headers, "content-length", str(len(encode_body(body, encoding))))
         response = HttpResponse(code, reason, headers, body, encoding)
         blobs = self.ctx.blobs
         entry = {"request": req.to_yaml(blobs), "response": response.to_yaml(blobs)}
