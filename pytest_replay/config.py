@@ -24,6 +24,16 @@ def _is_nonneg_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+
+
+def _valid_match_on(v: Any) -> bool:
+    from .http.index import valid_match_on
+
+    return valid_match_on(v)
+
+
 # key -> (validator, what a valid value is). Features add their keys here.
 KNOWN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mode": (_is_str_or_none, "a mode name: off, record, replay, strict, verify"),
@@ -42,6 +52,17 @@ KNOWN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clock": (valid_clock, CLOCK_WHAT),
     "random": (valid_switch, "True or False"),
     "uuid": (valid_switch, "True or False"),
+    # HTTP
+    "http": (_is_bool, "True or False"),
+    "match_on": (
+        _valid_match_on,
+        "a list of method, scheme, host, port, path, query, uri, body, headers "
+        "or functions request -> hashable",
+    ),
+    "redact": (_is_str_list, "a list of header/field names, e.g. ['X-Session', 'password']"),
+    "redact_values": (_is_str_list, "a list of secret strings to scrub anywhere"),
+    "volatile_headers": (_is_str_list, "a list of header names, e.g. ['X-Trace']"),
+    "allow_hosts": (_is_str_list, "a list of host names or addresses"),
 }
 
 

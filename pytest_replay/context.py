@@ -49,3 +49,6 @@ class Recorder(Protocol):
 
     def save_files(self) -> None:
         """Write side files that go with a saved cassette (ring logs); blobs are flushed apart."""
+
+    # Optional: ``close()``, called at the replay fixture's teardown whatever the
+    # outcome, undoes what the recorder put in place (HTTP stubs, the network block).

@@ -18,11 +18,13 @@ def installers() -> list[Installer]:
     """Imported lazily so a test that never records steps or rings never imports them."""
     from .ambient import install as ambient
     from .arrays import install as arrays
+    from .http.section import install as http
     from .ring.section import install as rings
     from .steps import install as steps
     from .tools import install as tools
 
     # tools before steps: a step's attempts collect their tool events from it.
-    # ambient last: it patches the clock and randomness, so no installer after it
-    # can fail and leave the patches in place.
-    return [arrays, rings, tools, steps, ambient]
+    # http and ambient last: they patch clients, the clock and randomness, so
+    # no installer after them can fail half-way (the session also closes what
+    # was installed when one fails).
+    return [arrays, rings, tools, steps, http, ambient]

@@ -36,3 +36,24 @@ def pytest_replay_similarity(a: str, b: str) -> float | None:
     Called only for steps that have a policy with a ``similar`` rule; a value
     outside 0..1 fails the step.
     """
+
+
+@hookspec
+def pytest_replay_redact(kind: str, item: dict) -> None:
+    """Remove secrets from ``item`` before it is stored; mutate it in place.
+
+    ``kind`` says what ``item`` is:
+
+    - ``"http_request"``: ``{"method", "uri", "headers", "body"}``; called when
+      recording *and* on replay, before the request is matched, so a redacted
+      value still matches. Keep it deterministic.
+    - ``"http_response"``: ``{"status", "reason", "headers", "body"}``; called
+      when recording.
+
+    ``headers`` maps names to lists of values, ``body`` is bytes. The
+    built-in redaction (see docs/http.md) has already run. Example::
+
+        def pytest_replay_redact(kind, item):
+            if kind == "http_request":
+                item["headers"].pop("X-Tenant-Secret", None)
+    """

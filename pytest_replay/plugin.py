@@ -67,6 +67,7 @@ class ReplayRun:
         self.ini_settings: dict[str, Any] = {
             "missing_fact_retryable": config.getini("replay_missing_fact_retryable"),
             "blob_threshold": _int_ini(config, "replay_blob_threshold", DEFAULT_BLOB_THRESHOLD),
+            "allow_hosts": _allow_hosts(config),
         }
         try:
             self.ini_settings.update(ambient.parse_ini(config.getini("replay_ambient")))
@@ -133,6 +134,14 @@ def _cache_dir(config: pytest.Config) -> Path:
         raw = ".pytest_cache"
     path = Path(os.path.expanduser(os.path.expandvars(str(raw))))
     return path if path.is_absolute() else config.rootpath / path
+
+
+def _allow_hosts(config: pytest.Config) -> tuple[str, ...]:
+    from .http.network import parse_hosts
+
+    return parse_hosts(
+        [*config.getini("replay_allow_hosts"), *(config.getoption("replay_allow_hosts") or [])]
+    )
 
 
 def _int_ini(config: pytest.Config, name: str, default: int) -> int:
@@ -223,7 +232,22 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         help="list cassettes, ring logs and blobs no test used (in modules that ran whole) "
         "and write them for 'pytest-replay prune'",
     )
+    group.addoption(
+        "--replay-allow-hosts",
+        dest="replay_allow_hosts",
+        metavar="HOSTS",
+        action="append",
+        default=None,
+        help="hosts strict mode lets tests connect to besides loopback, comma-separated "
+        "(ini replay_allow_hosts)",
+    )
     parser.addini("replay_mode", "default record/replay mode", default="")
+    parser.addini(
+        "replay_allow_hosts",
+        "hosts strict mode lets tests connect to besides loopback",
+        type="args",
+        default=[],
+    )
     parser.addini("replay_dir", "directory for all cassettes (default: next to each module)")
     parser.addini(
         "replay_missing_fact_retryable",
@@ -248,7 +272,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "replay(**overrides): per-test replay settings (mode, cassette, "
-        "missing_fact_retryable, blob_threshold, clock, random, uuid)",
+        "missing_fact_retryable, blob_threshold, clock, random, uuid, http, match_on, "
+        "redact, allow_hosts...); a marked test gets the replay session without asking "
+        "for the fixture",
     )
     config.addinivalue_line(
         "markers", "gpu: needs CuPy and a visible CUDA device (skipped with a reason otherwise)"
@@ -286,7 +312,7 @@ def replay_config() -> dict[str, Any]:
 def replay(
     request: pytest.FixtureRequest, replay_config: Mapping[str, Any]
 ) -> Generator[ReplaySession, None, None]:
-    """This test's record/replay session (facts, clock, randomness)."""
+    """This test's record/replay session (facts, clock, randomness, HTTP)."""
     run = request.config.stash[RUN_KEY]
     item = request.node
     try:
@@ -296,15 +322,20 @@ def replay(
         err.terse = True  # type: ignore[attr-defined]
         raise err from None
     item.stash[SESSION_KEY] = session
-    yield session
-    session.close()  # a test that never reached its body (setup failed) still gets the real clock
+    try:
+        yield session
+    finally:
+        # HTTP stubs, the strict network block and ambient patches end with the
+        # test, also when it never reached its body (setup failed).
+        session.close()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # A test that turns on clock/random/uuid by ini or marker gets its replay
-    # session without asking for it. Decided here, once per test, so a test
-    # that does not turn them on runs no fixture of ours at all.
+    # A test with @pytest.mark.replay, or any test when the ini turns ambient
+    # patches on, gets its replay session (HTTP recording, clock...) without
+    # asking for the fixture. Decided here, once per test, so other tests run
+    # no fixture of ours at all.
     run = config.stash.get(RUN_KEY, None)
     if run is None:
         return
@@ -313,10 +344,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = getattr(item, "fixturenames", None)
         if names is None or "replay" in names:
             continue
-        if not by_ini and item.get_closest_marker("replay") is None:
-            continue
-        marks = [mark.kwargs for mark in reversed(list(item.iter_markers("replay")))]
-        if ambient.wanted(run.ini_settings, *marks):
+        if by_ini or item.get_closest_marker("replay") is not None:
             # A new list: parametrized items share one closure list.
             item.fixturenames = [*names, "replay"]  # type: ignore[attr-defined]
 

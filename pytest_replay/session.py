@@ -121,8 +121,12 @@ class ReplaySession:
             shown=shown,
         )
         self.recorders: list[Recorder] = [self.facts]
-        for install in installers():
-            self.recorders.append(install(self))
+        try:
+            for install in installers():
+                self.recorders.append(install(self))
+        except BaseException:
+            self.close()  # an installer failed: undo the patches of those before it
+            raise
         self.fact = self.facts.fact
         self.afact = self.facts.afact
         self.record_value = self.facts.record_value
@@ -133,6 +137,12 @@ class ReplaySession:
 
     def __repr__(self) -> str:
         return f"<replay {self.mode.value} {self.shown}>"
+
+    def close(self) -> None:
+        """Undo what recorders patched for the test (HTTP stubs, the network block, the
+        ambient clock and randomness), last installed first; idempotent.
+        """
+        _close_all(list(reversed(self.recorders)))
 
     # -- errors ----------------------------------------------------------------------
 
@@ -154,13 +164,6 @@ class ReplaySession:
                     fix="record it, then commit the cassette: pytest --replay=record {test}",
                 )
             )
-
-    def close(self) -> None:
-        """Undo what recorders patched for the test body (ambient clock/randomness); idempotent."""
-        for recorder in self.recorders:
-            close = getattr(recorder, "close", None)
-            if close is not None:
-                close()
 
     def after_call(self) -> TestResult:
         """End-of-test checks (the test body passed), then save. Raises on failure."""
@@ -272,3 +275,16 @@ class ReplaySession:
             for name, value in self.context.recorded.items():
                 sections.setdefault(name, value)
         return Cassette.new_document(self.nodeid, sections, env=current())
+
+
+def _close_all(recorders: list[Any]) -> None:
+    """Close each recorder that can be closed; one failing does not keep the others open."""
+    if not recorders:
+        return
+    head, rest = recorders[0], recorders[1:]
+    try:
+        close = getattr(head, "close", None)
+        if close is not None:
+            close()
+    finally:
+        _close_all(rest)

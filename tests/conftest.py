@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy  # noqa: F401 - imported once here: pytester's inner runs cannot re-import it
 import pytest
+import vcr.patch  # noqa: F401 - likewise; it imports every HTTP client library installed
+
+import pytest_replay.http.section  # noqa: F401 - its stubs are built once per process
 
 
 def tree_digest(root: Path, exclude: tuple[str, ...] = (".pytest_cache", "__pycache__")) -> dict:

@@ -358,7 +358,9 @@ def test_opted_out():
 """
     )
     rt.record().assert_outcomes(passed=2)
-    assert [p.name for p in rt.cassettes()] == ["test_plain.yaml"]
+    # A marked test gets a session (HTTP recording), but opted out of every patch.
+    assert [p.name for p in rt.cassettes()] == ["test_opted_out.yaml", "test_plain.yaml"]
+    assert "ambient" not in rt.cassette("test_opted_out").read_text()
     text = rt.cassette("test_plain").read_text()
     assert "clock: tick" in text and "uuid: true" in text
     rt.run("--replay=strict").assert_outcomes(passed=2)

@@ -78,12 +78,12 @@ def test_check_covers_blobs_arrays_and_ring_logs(rt, capsys):
 
 
 def test_check_verifies_blobs_of_any_section(tmp_path, capsys):
-    """Sections this version does not decode (http: ...) still get their blobs verified."""
+    """Sections this version does not decode (a plugin's own) still get their blobs verified."""
     path = tmp_path / "cassettes" / "m" / "t.yaml"
     path.parent.mkdir(parents=True)
     (tmp_path / "cassettes" / ".blobs").mkdir()
     name = "0" * 64 + ".bin"
-    path.write_text(f"pytest_replay: 1\ntest: t\nhttp:\n- response: {{body_blob: {name}}}\n")
+    path.write_text(f"pytest_replay: 1\ntest: t\ncustom:\n- response: {{body_blob: {name}}}\n")
     code, out, _ = run(capsys, "check", tmp_path)
     assert code == 1 and f"blob {name} cannot be read" in out
 

@@ -1,4 +1,4 @@
-"""The pytest-replay command line: review, show, check, stats and textconv without running tests."""
+"""The pytest-replay command line: review, show, check, stats, textconv, prune, import-vcr."""
 
 from __future__ import annotations
 
@@ -220,6 +220,37 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _import_vcr(args: argparse.Namespace) -> int:
+    """vcrpy / pytest-recording cassettes -> pytest_replay cassettes with an http section."""
+    from ..http.importer import find_vcr_cassettes, import_file
+
+    paths = [Path(p) for p in args.paths]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        _say("import-vcr", f"no such file or directory: {missing[0]}")
+        return 2
+    sources = list(find_vcr_cassettes(paths))
+    if args.out and len(sources) != 1:
+        _say("import-vcr", "--out needs exactly one cassette")
+        return 2
+    failed = 0
+    for source in sources:
+        try:
+            done = import_file(
+                source,
+                Path(args.out) if args.out else None,
+                test=args.test,
+                redact=tuple(args.redact),
+            )
+        except ReplayError as err:
+            print(f"FAIL {source}\n{err.render()}\n", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{done.source} -> {done.target}: {done.interactions} interaction(s)")
+    print(f"{len(sources) - failed} imported, {failed} failed")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pytest-replay", description="Review, inspect and check pytest_replay cassettes."
@@ -291,6 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     textconv_cmd.add_argument("file")
     textconv_cmd.set_defaults(run=_textconv)
+    vcr = sub.add_parser(
+        "import-vcr",
+        help="convert vcrpy / pytest-recording cassettes (in place unless --out)",
+    )
+    vcr.add_argument("paths", nargs="+", help="vcrpy cassette files or directories")
+    vcr.add_argument("--out", help="write the one converted cassette here")
+    vcr.add_argument("--test", help="the test node id for the cassette header")
+    vcr.add_argument(
+        "--redact",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another header/field name to redact (repeatable)",
+    )
+    vcr.set_defaults(run=_import_vcr)
     prune.add_parser(sub)
     return parser
 

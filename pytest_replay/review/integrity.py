@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CassetteError, ReplayError
+from ..http.interaction import check_blobs as check_http
 from ..ring import stream_digest
 from .sources import looks_like_cassette
 
@@ -96,6 +97,7 @@ def check_cassette(path: Path) -> Problem | None:
         view = load_path(path)
         for pid in view.log.payload_ids() if view.log else ():
             view.value(pid)
+        check_http(view.doc.get("http"), view.blobs, str(path))
         for name, entry in view.rings.items():
             records = view.ring_records(name)
             count = entry.get("records")

@@ -203,6 +203,14 @@ def interactions(section: Any) -> list[Interaction] | None:
     """
     if section is None:
         return []
+    if isinstance(section, str):  # the plugin's own format: '> request' / '< response' lines
+        from ..errors import CassetteError
+        from ..http.interaction import parse_section
+
+        try:
+            section = parse_section(section, "http")
+        except CassetteError:
+            return None
     items = section.get("interactions") if isinstance(section, dict) else section
     if not isinstance(items, list):
         return None

@@ -1,0 +1,203 @@
+"""Redaction: secrets in headers, query strings, form and JSON bodies never reach the cassette."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
+
+from .normalise import header, split_hostport
+
+REDACTED = "<redacted>"
+DEFAULT_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+)
+DEFAULT_FIELDS = frozenset(
+    {"api_key", "apikey", "token", "access_token", "key", "sig", "signature"}
+)
+_JSON_START = (b"{", b"[")
+
+
+def redact_query(query: str, fields: frozenset[str]) -> str:
+    """Replace the values of secret parameters, keeping everything else byte for byte."""
+    if not query:
+        return query
+    out = []
+    changed = False
+    for part in query.split("&"):
+        name, eq, _ = part.partition("=")
+        if eq and unquote_plus(name).lower() in fields:
+            out.append(f"{name}={REDACTED}")
+            changed = True
+        else:
+            out.append(part)
+    return "&".join(out) if changed else query
+
+
+def redact_uri(uri: str, fields: frozenset[str]) -> str:
+    """Secret query parameters and the password of ``user:password@`` go."""
+    if "?" not in uri and "@" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    userinfo, host, port = split_hostport(netloc)
+    if ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" + (f":{port}" if port else "")
+    query = redact_query(parts.query, fields)
+    if netloc == parts.netloc and query == parts.query:
+        return uri
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def _redact_json_value(value: Any, fields: frozenset[str]) -> tuple[Any, bool]:
+    if isinstance(value, dict):
+        changed = False
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str) and k.lower() in fields and v != REDACTED:
+                out[k] = REDACTED
+                changed = True
+            else:
+                out[k], sub = _redact_json_value(v, fields)
+                changed = changed or sub
+        return out, changed
+    if isinstance(value, list):
+        items = [_redact_json_value(v, fields) for v in value]
+        return [v for v, _ in items], any(c for _, c in items)
+    return value, False
+
+
+def redact_json(body: bytes, fields: frozenset[str]) -> bytes:
+    """Secret fields at any depth of a JSON body; other bodies come back unchanged."""
+    if body.lstrip()[:1] not in _JSON_START:
+        return body
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return body
+    value, changed = _redact_json_value(value, fields)
+    return json.dumps(value).encode("utf-8") if changed else body
+
+
+def _header_value(name: str, value: str) -> str:
+    """Redact the secret part and keep the shape: scheme, cookie names, cookie attributes."""
+    if name in ("authorization", "proxy-authorization"):
+        scheme, space, _ = value.partition(" ")
+        return f"{scheme} {REDACTED}" if space and scheme.isalpha() else REDACTED
+    if name == "cookie":
+        pairs = [p.strip().partition("=") for p in value.split(";") if p.strip()]
+        return "; ".join(f"{k}={REDACTED}" if eq else REDACTED for k, eq, _ in pairs)
+    if name == "set-cookie":
+        first, sep, attributes = value.partition(";")
+        cookie, eq, _ = first.partition("=")
+        return (f"{cookie.strip()}={REDACTED}" if eq else REDACTED) + sep + attributes
+    return REDACTED
+
+
+def redact_headers(headers: dict[str, list[str]], names: frozenset[str]) -> dict[str, list[str]]:
+    out = {}
+    for key, values in headers.items():
+        lower = key.lower()
+        out[key] = [_header_value(lower, v) for v in values] if lower in names else values
+    return out
+
+
+def _variants(values: Iterable[str]) -> list[str]:
+    """Each secret as written and URL-encoded, longest first (so no part is left behind)."""
+    out = set()
+    for value in values:
+        if value:
+            out.update({value, quote(value, safe=""), quote_plus(value)})
+    return sorted(out, key=len, reverse=True)
+
+
+class Redactor:
+    """Everything that makes a request or response safe to write down.
+
+    Built-in names (headers, query/form/JSON fields) plus the test's
+    ``redact`` names, literal ``redact_values`` scrubbed anywhere, then the
+    ``pytest_replay_redact`` hook. Requests are redacted on replay too, so a
+    recorded ``token=<redacted>`` still matches a live ``token=abc``.
+    """
+
+    def __init__(
+        self, names: Iterable[str] = (), values: Iterable[str] = (), hook: Any = None
+    ) -> None:
+        extra = frozenset(n.lower() for n in names)
+        self.headers = DEFAULT_HEADERS | extra
+        self.fields = DEFAULT_FIELDS | extra
+        self.values = _variants(values)
+        self._bvalues = [v.encode("utf-8") for v in self.values]
+        self.hook = hook
+
+    def _text(self, text: str) -> str:
+        for value in self.values:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+    def _bytes(self, data: bytes) -> bytes:
+        for value in self._bvalues:
+            if value in data:
+                data = data.replace(value, REDACTED.encode())
+        return data
+
+    def _common(
+        self, headers: dict[str, list[str]], body: bytes
+    ) -> tuple[dict[str, list[str]], bytes]:
+        headers = redact_headers(headers, self.headers)
+        if body:
+            ctype = (header(headers, "content-type") or "").lower()
+            if "x-www-form-urlencoded" in ctype:
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    body = redact_query(text, self.fields).encode("utf-8")
+            else:
+                body = redact_json(body, self.fields)
+        if self.values:
+            headers = {k: [self._text(v) for v in vs] for k, vs in headers.items()}
+            body = self._bytes(body)
+        return headers, body
+
+    def request(
+        self, method: str, uri: str, headers: dict[str, list[str]], body: bytes
+    ) -> tuple[str, str, dict[str, list[str]], bytes]:
+        uri = redact_uri(uri, self.fields)
+        if self.values:
+            uri = self._text(uri)
+        headers, body = self._common(headers, body)
+        if self.hook is not None:
+            item = {"method": method, "uri": uri, "headers": headers, "body": body}
+            self.hook.pytest_replay_redact(kind="http_request", item=item)
+            method, uri = str(item["method"]), str(item["uri"])
+            headers, body = _hook_headers(item["headers"]), _hook_body(item["body"])
+        return method, uri, headers, body
+
+    def response(
+        self, status: int, reason: str, headers: dict[str, list[str]], body: bytes
+    ) -> tuple[int, str, dict[str, list[str]], bytes]:
+        headers, body = self._common(headers, body)
+        if self.hook is not None:
+            item = {"status": status, "reason": reason, "headers": headers, "body": body}
+            self.hook.pytest_replay_redact(kind="http_response", item=item)
+            status, reason = int(item["status"]), str(item["reason"])
+            headers, body = _hook_headers(item["headers"]), _hook_body(item["body"])
+        return status, reason, headers, body
+
+
+def _hook_headers(headers: Any) -> dict[str, list[str]]:
+    return {
+        str(k): [str(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
+        for k, v in dict(headers).items()
+    }
+
+
+def _hook_body(body: Any) -> bytes:
+    if body is None:
+        return b""
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
