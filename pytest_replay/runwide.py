@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from . import ambient
 from .cassette import display_path
 from .modes import Mode
 from .plugin import FORCE_MODE_KEY, RECORDED_KEY, RUN_KEY
@@ -112,9 +113,30 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is not None and run.report_unused:
         run.usage.selected(
-            Child(i.nodeid, _path(i), True, "replay" in getattr(i, "fixturenames", ()))
+            Child(i.nodeid, _path(i), True, _uses_replay(i, run.ini_settings))
             for i in session.items
         )
+
+
+def _uses_replay(item: pytest.Item, ini_settings: dict[str, Any]) -> bool:
+    """The ``replay`` fixture, or clock/random/uuid turned on by the ini or a marker."""
+    if "replay" in getattr(item, "fixturenames", ()):
+        return True
+    marks = [mark.kwargs for mark in reversed(list(item.iter_markers("replay")))]
+    return ambient.wanted(ini_settings, *marks)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A test whose body ran (and did not skip) used replay only if it reached its session."""
+    report = yield
+    if report.when == "call" and (not report.skipped or hasattr(report, "wasxfail")):
+        run = item.config.stash.get(RUN_KEY, None)
+        if run is not None and run.report_unused:
+            run.usage.ran.add(item.nodeid)
+    return report
 
 
 def _path(node: pytest.Node) -> str | None:
@@ -146,6 +168,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if session.shouldstop or session.shouldfail or exitstatus == pytest.ExitCode.INTERRUPTED:
         run.usage.run_problems.append("the run stopped early")
+    if config.option.collectonly:
+        run.usage.run_problems.append("the run only collected tests (--collect-only)")
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller reports
         data: dict[str, Any] = {"results": [dataclasses.asdict(r) for r in run.results]}

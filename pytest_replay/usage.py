@@ -9,15 +9,18 @@ what no test used, only where that is certain:
 
 - a cassette is listed only when both the module its folder belongs to and
   the module its ``test:`` header names ran whole in this run (collected,
-  nothing deselected, every test using ``replay`` reached its cassette) or
-  no longer exist;
+  nothing deselected, every test using ``replay`` -- by the fixture or by
+  turning on the clock/random/uuid -- reached its cassette, and every other
+  test ran its body) or no longer exist;
 - a ``.vrrl`` ring log, when no kept cassette of its folder names it and
   its folder's module ran whole or is gone;
 - a blob, when no kept cassette under its root names it.
 
 Anything else (a partly selected module, a skipped test whose cassette
 path is unknown, an unreadable file) is kept and, for modules, listed
-under ``not_checked`` so the report says it is partial.
+under ``not_checked`` so the report says it is partial. A module is listed
+for a test that never ran (so whether it uses replay is unknown) only when
+that kept one of its cassettes or ring logs.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class Usage:
     replay_items: dict[str, set[str]] = field(default_factory=dict)  # selected, using replay
     problems: dict[str, str] = field(default_factory=dict)  # module file -> why not whole
     reached: set[str] = field(default_factory=set)  # node ids that built their session
+    chosen: dict[str, set[str]] = field(default_factory=dict)  # module -> selected items
+    ran: set[str] = field(default_factory=set)  # node ids whose body ran (not skipped)
     used: set[str] = field(default_factory=set)  # absolute cassette paths
     run_problems: list[str] = field(default_factory=list)  # interrupted, worker lost...
     _pending: dict[str, str] = field(default_factory=dict)  # collector id -> module file
@@ -84,7 +89,7 @@ class Usage:
 
     def selected(self, items: Iterable[Child]) -> None:
         """The items left after deselection; a module missing any of its items is partial."""
-        chosen: dict[str, set[str]] = {}
+        chosen = self.chosen
         for item in items:
             if item.path is None:
                 continue
@@ -107,6 +112,8 @@ class Usage:
             "replay_items": {k: sorted(v) for k, v in self.replay_items.items()},
             "problems": dict(self.problems),
             "reached": sorted(self.reached),
+            "chosen": {k: sorted(v) for k, v in self.chosen.items()},
+            "ran": sorted(self.ran),
             "used": sorted(self.used),
             "run_problems": list(self.run_problems),
         }
@@ -118,6 +125,8 @@ class Usage:
             replay_items={k: set(v) for k, v in data.get("replay_items", {}).items()},
             problems=dict(data.get("problems", {})),
             reached=set(data.get("reached", ())),
+            chosen={k: set(v) for k, v in data.get("chosen", {}).items()},
+            ran=set(data.get("ran", ())),
             used=set(data.get("used", ())),
             run_problems=list(data.get("run_problems", ())),
         )
@@ -133,7 +142,10 @@ class Usage:
                 out.replay_items.setdefault(path, set()).update(ids)
             for path, why in part.problems.items():
                 out.problems.setdefault(path, why)
+            for path, ids in part.chosen.items():
+                out.chosen.setdefault(path, set()).update(ids)
             out.reached |= part.reached
+            out.ran |= part.ran
             out.used |= part.used
             out.run_problems.extend(p for p in part.run_problems if p not in out.run_problems)
         return out
@@ -152,9 +164,27 @@ class Usage:
                 )
         return out
 
+    def unsure(self) -> dict[str, str]:
+        """Module file -> why it may use cassettes this run did not see (checked or not).
+
+        A selected test that neither reached its cassette nor ran its body may
+        still use one (``replay_config`` turning the clock on, a dynamic
+        ``getfixturevalue``); it matters only where its module has cassettes.
+        """
+        out = {}
+        hard = self.not_checked()
+        for path, ids in self.chosen.items():
+            missed = len(ids - self.reached - self.ran)
+            if missed and path not in hard:
+                out[path] = (
+                    f"{missed} test(s) did not run (skipped or errored before the body), "
+                    "so whether they use replay is unknown"
+                )
+        return out
+
     def whole(self) -> set[str]:
         """Modules that ran whole: every cassette they use is in ``used``."""
-        skip = self.not_checked()
+        skip = self.not_checked() | self.unsure()
         return {path for path in self.items if path not in skip}
 
 
@@ -294,17 +324,22 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
     """Scan the cassette roots of the collected modules for what no test used."""
     whole = usage.whole()
     not_checked = usage.not_checked()
+    unsure = usage.unsure()
+    blocked: set[str] = set()  # unsure modules that kept a file
     report = UnusedReport(
         rootdir=str(rootdir),
         not_checked={_rel(Path(p), rootdir): why for p, why in not_checked.items()},
         problems=list(usage.run_problems),
-        checked=len(whole),
     )
 
     def gone_or_whole(module: Path | None) -> bool:
         if module is None:
             return False
-        return str(module) in whole or not module.exists()
+        if str(module) in whole or not module.exists():
+            return True
+        if str(module) in unsure:
+            blocked.add(str(module))
+        return False
 
     modules = [Path(p) for p in usage.items]
     roots = sorted({cassette_root(p, rootdir, replay_dir) for p in modules})
@@ -330,9 +365,11 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
         unused_yaml: list[Path] = []
         for path in (f for f in files if f.suffix == ".yaml"):
             test = read_test_id(path) if path not in used else None
-            if test is not None and (
-                gone_or_whole(folder_module(path.parent, root))
-                and gone_or_whole(Path(os.path.normpath(rootdir / test.split("::", 1)[0])))
+            if test is not None and all(  # both judged, so each unsure module is seen
+                [
+                    gone_or_whole(folder_module(path.parent, root)),
+                    gone_or_whole(Path(os.path.normpath(rootdir / test.split("::", 1)[0]))),
+                ]
             ):
                 unused_yaml.append(path)
                 continue
@@ -353,6 +390,9 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
             for blob in sorted(store.iterdir()):
                 if BLOB_NAME.fullmatch(blob.name) and blob.name not in blob_refs:
                     report.blobs.append(_rel(blob, rootdir))
+    for module in sorted(blocked):
+        report.not_checked[_rel(Path(module), rootdir)] = unsure[module]
+    report.checked = len(whole) + len(set(unsure) - blocked)
     for rel in report.files:
         path = rootdir / rel
         with contextlib.suppress(OSError):

@@ -181,3 +181,69 @@ def test_reading_a_header_never_raises(tmp_path_factory, data):
     assert test is None or (isinstance(test, str) and test)
     path.write_bytes(b"pytest_replay: 1\ntest: 'a.py::t[x: y]'\nfacts: |\n")
     assert read_test_id(path) == "a.py::t[x: y]"
+
+
+# --- tests whose use of replay collection cannot see ------------------------------------
+
+AMBIENT = """
+import time
+import pytest
+
+def test_a(replay):
+    replay.fact("a", lambda: 1)
+
+@pytest.mark.replay(clock=True){skip}
+def test_clock():
+    assert time.time()
+"""
+
+
+def test_a_skipped_test_that_turns_the_clock_on_keeps_its_cassette(rt):
+    rt.module(AMBIENT.format(skip=""))
+    rt.record().assert_outcomes(passed=2)
+    assert rt.cassette("test_clock").exists()
+    rt.module(AMBIENT.format(skip="\n@pytest.mark.skip(reason='not today')"))
+    result = rt.run("--replay-report-unused")
+    result.assert_outcomes(passed=1, skipped=1)
+    data = report_of(rt)
+    assert data["cassettes"] == []
+    assert "did not reach their cassette" in data["not_checked"]["test_mod.py"]
+
+
+def test_collect_only_never_lists_the_cassettes_of_ambient_tests(rt, capsys):
+    rt.pytester.makeini("[pytest]\nreplay_ambient = clock\n")
+    rt.module("import time\n\ndef test_one():\n    assert time.time()\n")
+    rt.record().assert_outcomes(passed=1)
+    assert rt.cassette("test_one").exists()
+    result = rt.run("--collect-only", "--replay-report-unused")
+    assert result.ret == 0
+    data = report_of(rt)
+    assert data["cassettes"] == [] and data["partial"] is True
+    assert any("--collect-only" in p for p in data["problems"])
+    code, out = prune(rt, capsys)
+    assert code == 1 and "refusing" in out
+    code, out = prune(rt, capsys, "--allow-partial")
+    assert code == 0 and rt.cassette("test_one").exists()
+
+
+def test_a_test_that_never_ran_keeps_the_cassettes_of_its_module(rt):
+    # replay_config can turn the clock on (or rename the cassette): only running tells.
+    rt.pytester.makeconftest(
+        "import pytest\n\n@pytest.fixture\ndef replay_config(request):\n"
+        "    return {'clock': request.node.name == 'test_one'}\n"
+    )
+    rt.module("import time, pytest\n\ndef test_one():\n    assert time.time()\n")
+    rt.module("def test_free():\n    pass\n", name="test_free")
+    rt.record().assert_outcomes(passed=2)
+    assert rt.cassette("test_one").exists()
+    rt.module("import pytest\n\n@pytest.mark.skip(reason='x')\ndef test_one():\n    pass\n")
+    rt.module(
+        "import pytest\n\n@pytest.mark.skip(reason='x')\ndef test_free():\n    pass\n",
+        name="test_free",
+    )
+    rt.run("--replay-report-unused").assert_outcomes(skipped=2)
+    data = report_of(rt)
+    assert data["cassettes"] == []
+    # test_free.py has no cassettes: its skipped test does not make the report partial
+    assert list(data["not_checked"]) == ["test_mod.py"]
+    assert "did not run" in data["not_checked"]["test_mod.py"]
