@@ -93,7 +93,8 @@ def _merge_twice(
 # --- run-wide: the unused report, xdist workers ------------------------------------------
 
 
-@pytest.hookimpl(wrapper=True)
+# trylast: inside other wrappers, so the items --lf filters out of a module are seen
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
     report = yield
     run = collector.config.stash.get(RUN_KEY, None)

@@ -171,8 +171,12 @@ class Usage:
         still use one (``replay_config`` turning the clock on, a dynamic
         ``getfixturevalue``); it matters only where its module has cassettes.
         """
-        out = {}
         hard = self.not_checked()
+        out = {  # e.g. --lf collects a file without failures as empty
+            path: "no test was collected from it (skipped by --lf, or it has none)"
+            for path, ids in self.items.items()
+            if not ids and path not in hard
+        }
         for path, ids in self.chosen.items():
             missed = len(ids - self.reached - self.ran)
             if missed and path not in hard:

@@ -247,3 +247,20 @@ def test_a_test_that_never_ran_keeps_the_cassettes_of_its_module(rt):
     # test_free.py has no cassettes: its skipped test does not make the report partial
     assert list(data["not_checked"]) == ["test_mod.py"]
     assert "did not run" in data["not_checked"]["test_mod.py"]
+
+
+def test_last_failed_never_lists_the_cassettes_of_what_it_did_not_run(rt, monkeypatch):
+    rt.module(
+        "import os\n\ndef test_fail():\n    assert os.environ.get('OK')\n\n"
+        "def test_ok(replay):\n    replay.fact('a', lambda: 1)\n",
+        name="test_a",
+    )
+    rt.module("def test_b(replay):\n    replay.fact('b', lambda: 2)\n", name="test_b")
+    rt.record().assert_outcomes(passed=2, failed=1)
+    monkeypatch.setenv("OK", "1")
+    result = rt.run("--lf", "--replay-report-unused")
+    result.assert_outcomes(passed=1)
+    data = report_of(rt)
+    assert data["cassettes"] == [] and data["partial"] is True
+    assert sorted(data["not_checked"]) == ["test_a.py", "test_b.py"]
+    assert "--lf" in data["not_checked"]["test_b.py"]
