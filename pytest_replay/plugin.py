@@ -102,8 +102,7 @@ class ReplayRun:
             item.config.hook.pytest_replay_cassette_path(item=item, default=default) or default
         )
         shown = display_path(path, self.rootdir)
-        self.usage.reached.add(item.nodeid)
-        self.usage.used.add(str(path))
+        self.usage.use(item.nodeid, path)
         owner = self.claimed.setdefault(path, item.nodeid)
         if owner != item.nodeid:
             raise ConfigError(

@@ -63,7 +63,7 @@ class Usage:
     reached: set[str] = field(default_factory=set)  # node ids that built their session
     chosen: dict[str, set[str]] = field(default_factory=dict)  # module -> selected items
     ran: set[str] = field(default_factory=set)  # node ids whose body ran (not skipped)
-    used: set[str] = field(default_factory=set)  # absolute cassette paths
+    used: set[str] = field(default_factory=set)  # absolute, normalised cassette paths
     run_problems: list[str] = field(default_factory=list)  # interrupted, worker lost...
     _pending: dict[str, str] = field(default_factory=dict)  # collector id -> module file
 
@@ -103,6 +103,11 @@ class Usage:
             left = len(all_items - chosen.get(path, set()))
             if left:
                 self.problems.setdefault(path, f"{left} test(s) deselected or not selected")
+
+    def use(self, nodeid: str, path: Path | str) -> None:
+        """A test built its session on this cassette (a hook may spell it with ``..``)."""
+        self.reached.add(nodeid)
+        self.used.add(os.path.abspath(path))
 
     # -- transport (xdist workeroutput) ------------------------------------------------
 
@@ -358,7 +363,7 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
     def folder_module(folder: Path, root: Path) -> Path | None:
         return folders.get(folder) or _folder_module(folder, root, rootdir, replay_dir)
 
-    used = {Path(p) for p in usage.used}
+    used = {Path(os.path.abspath(p)) for p in usage.used}
     outside = [p for p in used if not any(_under(p, r) for r in roots)]
     for root in roots:
         if not root.is_dir():

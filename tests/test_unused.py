@@ -264,3 +264,16 @@ def test_last_failed_never_lists_the_cassettes_of_what_it_did_not_run(rt, monkey
     assert data["cassettes"] == [] and data["partial"] is True
     assert sorted(data["not_checked"]) == ["test_a.py", "test_b.py"]
     assert "--lf" in data["not_checked"]["test_b.py"]
+
+
+def test_a_cassette_path_hook_spelling_the_path_oddly_still_counts_as_used(rt):
+    rt.pytester.makeconftest(
+        "def pytest_replay_cassette_path(item, default):\n"
+        "    return default.parent / '..' / default.parent.name / '.' / default.name\n"
+    )
+    rt.module("def test_a(replay):\n    replay.fact('a', lambda: 1)\n")
+    rt.record().assert_outcomes(passed=1)
+    assert rt.cassette("test_a").exists()
+    rt.run("--replay-report-unused").assert_outcomes(passed=1)
+    data = report_of(rt)
+    assert data["cassettes"] == [] and data["partial"] is False
