@@ -103,7 +103,7 @@ class ReplayRun:
         )
         shown = display_path(path, self.rootdir)
         self.usage.use(item.nodeid, path)
-        owner = self.claimed.setdefault(path, item.nodeid)
+        owner = self.claimed.setdefault(Path(os.path.abspath(path)), item.nodeid)
         if owner != item.nodeid:
             raise ConfigError(
                 f"this test's cassette is already used by {owner} in this run",

@@ -277,3 +277,16 @@ def test_a_cassette_path_hook_spelling_the_path_oddly_still_counts_as_used(rt):
     rt.run("--replay-report-unused").assert_outcomes(passed=1)
     data = report_of(rt)
     assert data["cassettes"] == [] and data["partial"] is False
+
+
+def test_two_tests_on_one_cassette_spelled_two_ways_are_refused(rt):
+    rt.pytester.makeconftest(
+        "def pytest_replay_cassette_path(item, default):\n"
+        "    if item.name == 'test_b':\n"
+        "        return default.parent / '..' / default.parent.name / 'test_a.yaml'\n"
+        "    return default\n"
+    )
+    rt.module("def test_a(replay):\n    pass\n\ndef test_b(replay):\n    pass\n")
+    result = rt.record()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*already used by test_mod.py::test_a*"])
