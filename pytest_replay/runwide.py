@@ -21,6 +21,10 @@ from .session import TestResult
 from .usage import WORKER_KEY, Child, UnusedReport, Usage, find_unused
 
 NOT_CHECKED_SHOWN = 10
+BLOBS_NOT_CHECKED = (
+    "a pytest_replay_cassette_path hook may keep cassettes outside the cassette "
+    "directories, so no blob is listed"
+)
 
 
 # --- --replay-twice: record, then replay what was just recorded ------------------------
@@ -117,6 +121,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             Child(i.nodeid, _path(i), True, _uses_replay(i, run.ini_settings))
             for i in session.items
         )
+        # after collection, so conftest.py files below the rootdir are loaded
+        run.usage.path_hook = bool(session.config.hook.pytest_replay_cassette_path.get_hookimpls())
 
 
 def _uses_replay(item: pytest.Item, ini_settings: dict[str, Any]) -> bool:
@@ -216,6 +222,8 @@ def unused_lines(report: UnusedReport, shown: str) -> list[str]:
     if len(skipped) > NOT_CHECKED_SHOWN:
         out.append(f"not checked: and {len(skipped) - NOT_CHECKED_SHOWN} more module(s)")
     out.extend(f"not checked: {problem}" for problem in report.problems)
+    if not report.blobs_checked:
+        out.append(f"blobs not checked: {BLOBS_NOT_CHECKED}")
     if files:
         how = "pytest-replay prune --dry-run, then pytest-replay prune"
         if report.partial:

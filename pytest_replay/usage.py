@@ -14,7 +14,9 @@ what no test used, only where that is certain:
   test ran its body) or no longer exist;
 - a ``.vrrl`` ring log, when no kept cassette of its folder names it and
   its folder's module ran whole or is gone;
-- a blob, when no kept cassette under its root names it.
+- a blob, when no kept cassette under its root names it, and no
+  ``pytest_replay_cassette_path`` hook may have put a cassette elsewhere
+  (otherwise no blob is listed and the report says so).
 
 Anything else (a partly selected module, a skipped test whose cassette
 path is unknown, an unreadable file) is kept and, for modules, listed
@@ -65,6 +67,7 @@ class Usage:
     ran: set[str] = field(default_factory=set)  # node ids whose body ran (not skipped)
     used: set[str] = field(default_factory=set)  # absolute, normalised cassette paths
     run_problems: list[str] = field(default_factory=list)  # interrupted, worker lost...
+    path_hook: bool = False  # a pytest_replay_cassette_path hook is implemented
     _pending: dict[str, str] = field(default_factory=dict)  # collector id -> module file
 
     # -- collection (fed by the plugin) ----------------------------------------------
@@ -121,6 +124,7 @@ class Usage:
             "ran": sorted(self.ran),
             "used": sorted(self.used),
             "run_problems": list(self.run_problems),
+            "path_hook": self.path_hook,
         }
 
     @classmethod
@@ -134,6 +138,7 @@ class Usage:
             ran=set(data.get("ran", ())),
             used=set(data.get("used", ())),
             run_problems=list(data.get("run_problems", ())),
+            path_hook=bool(data.get("path_hook", False)),
         )
 
     @classmethod
@@ -153,6 +158,7 @@ class Usage:
             out.ran |= part.ran
             out.used |= part.used
             out.run_problems.extend(p for p in part.run_problems if p not in out.run_problems)
+            out.path_hook |= part.path_hook
         return out
 
     # -- verdict per module ------------------------------------------------------------
@@ -222,6 +228,7 @@ class UnusedReport:
     not_checked: dict[str, str] = field(default_factory=dict)  # module -> reason
     problems: list[str] = field(default_factory=list)
     checked: int = 0  # modules that ran whole
+    blobs_checked: bool = True  # False: cassettes may lie outside the roots, no blob listed
 
     @property
     def partial(self) -> bool:
@@ -239,6 +246,7 @@ class UnusedReport:
             "checked_modules": self.checked,
             "not_checked": dict(sorted(self.not_checked.items())),
             "problems": self.problems,
+            "blobs_checked": self.blobs_checked,
             "cassettes": self.cassettes,
             "sidecars": self.sidecars,
             "blobs": self.blobs,
@@ -272,6 +280,7 @@ class UnusedReport:
                 },
                 problems=_strs(data.get("problems", [])),
                 checked=int(data.get("checked_modules", 0)),
+                blobs_checked=_bool(data.get("blobs_checked", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path} is malformed: {exc}") from None
@@ -283,6 +292,12 @@ class UnusedReport:
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
     return value
 
 
@@ -365,6 +380,8 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
 
     used = {Path(os.path.abspath(p)) for p in usage.used}
     outside = [p for p in used if not any(_under(p, r) for r in roots)]
+    # A hook may keep cassettes anywhere; their blobs are under the module's root.
+    report.blobs_checked = not (usage.path_hook or outside)
     for root in roots:
         if not root.is_dir():
             continue
@@ -385,8 +402,6 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
             blobs, logs = _refs_of(path)
             blob_refs |= blobs
             kept_refs.setdefault(path.parent, set()).update(logs)
-        for path in outside:
-            blob_refs |= _refs_of(path)[0]
         for path in unused_yaml:
             report.cassettes.append(_rel(path, rootdir))
         for path in (f for f in files if f.suffix == ".vrrl"):
@@ -395,7 +410,7 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
             if gone_or_whole(folder_module(path.parent, root)):
                 report.sidecars.append(_rel(path, rootdir))
         store = root / ".blobs"
-        if store.is_dir():
+        if report.blobs_checked and store.is_dir():
             for blob in sorted(store.iterdir()):
                 if BLOB_NAME.fullmatch(blob.name) and blob.name not in blob_refs:
                     report.blobs.append(_rel(blob, rootdir))

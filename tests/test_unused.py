@@ -290,3 +290,30 @@ def test_two_tests_on_one_cassette_spelled_two_ways_are_refused(rt):
     result = rt.record()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*already used by test_mod.py::test_a*"])
+
+
+def test_blobs_are_not_listed_where_a_hook_may_keep_cassettes_elsewhere(rt, capsys):
+    rt.pytester.makeconftest(
+        "def pytest_replay_cassette_path(item, default):\n"
+        "    if item.name == 'test_far':\n"
+        "        return item.config.rootpath / 'elsewhere' / default.name\n"
+    )
+    rt.module(
+        "import numpy as np\n\ndef test_far(replay):\n    replay.check_array('x', np.arange(7))\n",
+        name="test_far",
+    )
+    rt.module("def test_m(replay):\n    replay.fact('m', lambda: 1)\n")
+    rt.record().assert_outcomes(passed=2)
+    assert (rt.root / "elsewhere" / "test_far.yaml").exists()
+    blobs = list((rt.root / "cassettes" / ".blobs").iterdir())
+    assert len(blobs) == 1
+    # what a partial report lists is still unused: --allow-partial must be safe
+    result = rt.run("test_mod.py", "--replay-report-unused")
+    result.assert_outcomes(passed=1)
+    data = report_of(rt)
+    assert data["blobs"] == [] and data["blobs_checked"] is False
+    result.stdout.fnmatch_lines(["blobs not checked: a pytest_replay_cassette_path hook*"])
+    code, out = prune(rt, capsys, "--allow-partial")
+    assert code == 0 and "blobs were not checked" in out
+    assert blobs[0].exists()
+    rt.run("--replay=strict").assert_outcomes(passed=2)

@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
                 "report lists, add --allow-partial)"
             )
             return 1
+    if not report.blobs_checked:
+        print(
+            "blobs were not checked (a pytest_replay_cassette_path hook may keep cassettes "
+            "outside the cassette directories): none is deleted"
+        )
     decisions = decide(report)
     doomed = [d for d in decisions if d.delete]
     for d in decisions:
@@ -90,7 +95,7 @@ def decide(report: UnusedReport) -> list[Decision]:
         out.append(_check(rootdir, rel, report))
     gone = {d.path for d in out if d.delete}
     refs: dict[Path, set[str]] = {}
-    for rel in report.blobs:
+    for rel in report.blobs if report.blobs_checked else []:
         decision = _check(rootdir, rel, report)
         if decision.delete:
             root = decision.path.parent.parent  # <root>/.blobs/<name>
