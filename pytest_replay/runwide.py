@@ -55,11 +55,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         finally:
             del item.stash[FORCE_MODE_KEY]
         if any(r.failed for r in again):
-            # A failing test keeps its old cassette, in this mode too.
+            # A failing test keeps its old cassette, in this mode too. The failure
+            # is counted once, by the second pass's result (mode replay-twice).
             result, snapshot = recorded
             snapshot.restore()
-            result.failed = result.not_saved = True
-            result.wrote = result.unchanged = result.new = False
+            result.not_saved = True
+            result.wrote = result.unchanged = False
+            result.new = snapshot.old is None  # the summary says "nothing written"
         reports = _merge_twice(reports, again)
     for report in reports:
         item.ihook.pytest_runtest_logreport(report=report)

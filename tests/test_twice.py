@@ -60,6 +60,8 @@ def test_non_determinism_fails_names_the_difference_and_keeps_the_old_cassette(r
             "what differed:",
             "*replay_drift: output of step answer drifted*",
             "*Fix: take every varying input through replay.fact*",
+            "mode record: 1 test(s) used replay; 1 failed-not-saved",
+            "mode replay-twice: 1 test(s) used replay; 1 failed",
             "NOT SAVED (test failed, old cassette kept): test_mod.py::test_flaky",
         ]
     )
@@ -69,10 +71,17 @@ def test_non_determinism_fails_names_the_difference_and_keeps_the_old_cassette(r
 def test_a_new_non_deterministic_cassette_is_removed(rt, monkeypatch):
     rt.module(TWICE)
     monkeypatch.setenv("LEAK", "1")
-    rt.run("--replay=record", "--replay-twice", "-k", "flaky").assert_outcomes(
-        failed=1, deselected=2
-    )
+    result = rt.run("--replay=record", "--replay-twice", "-k", "flaky")
+    result.assert_outcomes(failed=1, deselected=2)
     assert not rt.cassette("test_flaky").exists()
+    # the failure counts once, under the second pass; nothing existed to keep
+    result.stdout.fnmatch_lines(
+        [
+            "mode record: 1 test(s) used replay; 1 failed-not-saved",
+            "mode replay-twice: 1 test(s) used replay; 1 failed",
+            "NOT SAVED (test failed, nothing written): test_mod.py::test_flaky",
+        ]
+    )
 
 
 @pytest.mark.parametrize("mode", ["strict", "verify", "off"])
