@@ -279,7 +279,7 @@ class UnusedReport:
                     _str(k): _str(v) for k, v in dict(data.get("not_checked", {})).items()
                 },
                 problems=_strs(data.get("problems", [])),
-                checked=int(data.get("checked_modules", 0)),
+                checked=_count(data.get("checked_modules", 0)),
                 blobs_checked=_bool(data.get("blobs_checked", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -292,6 +292,13 @@ class UnusedReport:
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _count(value: Any) -> int:
+    """A whole number >= 0 (``int(1e999)`` would raise OverflowError, ``int("x")`` pass a str)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"expected a count, got {value!r:.40}")
     return value
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_replay.review.cli import main
@@ -148,6 +148,7 @@ def test_prune_keeps_a_file_changed_since_the_report(suite, capsys):
     assert "1 blob" not in out and "deleted cassettes/.blobs/" not in out
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200))
 def test_a_bad_report_is_a_clear_error(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("r") / "unused.json"
@@ -156,10 +157,20 @@ def test_a_bad_report_is_a_clear_error(tmp_path_factory, data):
         UnusedReport.load(path)
 
 
+REPORT_KEYS = ["rootdir", "cassettes", "blobs", "digests", "not_checked", "checked_modules"]
+REPORT_KEYS += ["blobs_checked"]
+
+
+@settings(deadline=None)  # the first example pays for mktemp on a loaded machine
 @given(
     st.dictionaries(
-        st.sampled_from(["rootdir", "cassettes", "blobs", "digests", "not_checked"]),
-        st.none() | st.integers() | st.text(max_size=5) | st.lists(st.integers(), max_size=2),
+        st.sampled_from(REPORT_KEYS),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=5)
+        | st.lists(st.integers(), max_size=2),
     )
 )
 def test_a_malformed_report_loads_or_is_a_clear_error(tmp_path_factory, fields):
@@ -173,6 +184,16 @@ def test_a_malformed_report_loads_or_is_a_clear_error(tmp_path_factory, fields):
         assert Path(report.rootdir).is_absolute()
 
 
+def test_prune_of_a_report_with_a_huge_module_count_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "unused.json"
+    path.write_text('{"pytest_replay_unused": 1, "rootdir": "/x", "checked_modules": 1e999}')
+    capsys.readouterr()
+    assert main(["prune", "--report", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "is malformed" in out and "Fix: run it again" in out
+
+
+@settings(deadline=None)
 @given(st.binary(max_size=300))
 def test_reading_a_header_never_raises(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("h") / "c.yaml"
