@@ -18,7 +18,7 @@ from .cassette import display_path
 from .modes import Mode
 from .plugin import FORCE_MODE_KEY, RECORDED_KEY, RUN_KEY
 from .session import TestResult
-from .usage import WORKER_KEY, Child, UnusedReport, Usage, find_unused
+from .usage import WORKER_KEY, Child, UnusedReport, Usage, find_unused, git_head
 
 NOT_CHECKED_SHOWN = 10
 BLOBS_NOT_CHECKED = (
@@ -194,6 +194,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         usage = run.usage
     if run.report_unused:
         run.unused = find_unused(usage, run.rootdir, run.replay_dir)
+        run.unused.git_head = git_head(run.rootdir)  # prune refuses it at another commit
         try:
             run.unused.write(run.unused_path)
         except OSError as exc:

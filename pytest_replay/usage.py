@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,6 +230,7 @@ class UnusedReport:
     problems: list[str] = field(default_factory=list)
     checked: int = 0  # modules that ran whole
     blobs_checked: bool = True  # False: cassettes may lie outside the roots, no blob listed
+    git_head: str | None = None  # the commit the run tested, where the rootdir is in git
 
     @property
     def partial(self) -> bool:
@@ -247,6 +249,7 @@ class UnusedReport:
             "not_checked": dict(sorted(self.not_checked.items())),
             "problems": self.problems,
             "blobs_checked": self.blobs_checked,
+            "git_head": self.git_head,
             "cassettes": self.cassettes,
             "sidecars": self.sidecars,
             "blobs": self.blobs,
@@ -281,6 +284,7 @@ class UnusedReport:
                 problems=_strs(data.get("problems", [])),
                 checked=_count(data.get("checked_modules", 0)),
                 blobs_checked=_bool(data.get("blobs_checked", True)),
+                git_head=_opt_str(data.get("git_head")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path} is malformed: {exc}") from None
@@ -302,6 +306,10 @@ def _count(value: Any) -> int:
     return value
 
 
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"expected true or false, got {type(value).__name__}")
@@ -312,6 +320,23 @@ def _strs(value: Any) -> list[str]:
     if not isinstance(value, list):
         raise TypeError(f"expected a list, got {type(value).__name__}")
     return [_str(v) for v in value]
+
+
+def git_head(folder: Path) -> str | None:
+    """The commit checked out at ``folder`` (``git rev-parse HEAD``); None without git or one."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--verify", "--quiet", "HEAD"],
+            capture_output=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    head = proc.stdout.decode("ascii", "replace").strip()
+    return head if proc.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", head) else None
 
 
 # --- scanning ---------------------------------------------------------------------------

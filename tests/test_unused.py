@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from pytest_replay.review.cli import main
 from pytest_replay.usage import UnusedReport, read_test_id
 
+from .gitrepo import commit_all, init
+
 MODULE = """
 import os
 import numpy as np
@@ -157,8 +159,16 @@ def test_a_bad_report_is_a_clear_error(tmp_path_factory, data):
         UnusedReport.load(path)
 
 
-REPORT_KEYS = ["rootdir", "cassettes", "blobs", "digests", "not_checked", "checked_modules"]
-REPORT_KEYS += ["blobs_checked"]
+REPORT_KEYS = [
+    "rootdir",
+    "cassettes",
+    "blobs",
+    "digests",
+    "not_checked",
+    "checked_modules",
+    "blobs_checked",
+    "git_head",
+]
 
 
 @settings(deadline=None)  # the first example pays for mktemp on a loaded machine
@@ -338,3 +348,20 @@ def test_blobs_are_not_listed_where_a_hook_may_keep_cassettes_elsewhere(rt, caps
     assert code == 0 and "blobs were not checked" in out
     assert blobs[0].exists()
     rt.run("--replay=strict").assert_outcomes(passed=2)
+
+
+def test_prune_refuses_a_report_made_at_another_commit(suite, capsys):
+    rt = suite
+    rt.module(MODULE.format(extra=""))
+    init(rt.root)
+    commit_all(rt.root)
+    rt.run("--replay-report-unused").assert_outcomes(passed=2)
+    assert report_of(rt)["git_head"] is not None
+    commit_all(rt.root, "another branch, another commit")
+    code, out = prune(rt, capsys)
+    assert code == 1
+    assert "the report was made at commit" in out and "HEAD is now" in out
+    assert "Fix: run it again on this commit: pytest --replay-report-unused" in out
+    assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+    code, out = prune(rt, capsys, "--allow-stale")
+    assert code == 0 and "deleted cassettes/test_mod/test_b.yaml" in out
