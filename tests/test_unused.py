@@ -365,3 +365,20 @@ def test_prune_refuses_a_report_made_at_another_commit(suite, capsys):
     assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
     code, out = prune(rt, capsys, "--allow-stale")
     assert code == 0 and "deleted cassettes/test_mod/test_b.yaml" in out
+
+
+def test_xdist_workers_that_each_ran_part_of_a_module_merge_into_a_whole_one():
+    from pytest_replay.usage import Child, Usage
+
+    def worker(ran: str, hook: bool = False) -> Usage:
+        usage = Usage(path_hook=hook)
+        kids = [Child(f"m.py::{n}", "/r/m.py", True) for n in ("a", "b")]
+        usage.collected("m.py", "/r/m.py", True, "", kids)
+        usage.selected(kids)
+        usage.ran.add(f"m.py::{ran}")
+        return Usage.from_dict(json.loads(json.dumps(usage.to_dict())))
+
+    one, two = worker("a"), worker("b", hook=True)
+    assert one.whole() == set() and "did not run" in one.unsure()["/r/m.py"]
+    merged = Usage.merge([one, two])
+    assert merged.whole() == {"/r/m.py"} and merged.path_hook
