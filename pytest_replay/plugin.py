@@ -103,9 +103,8 @@ class ReplayRun:
             item.config.hook.pytest_replay_cassette_path(item=item, default=default) or default
         )
         shown = display_path(path, self.rootdir)
-        self.usage.reached.add(item.nodeid)
-        self.usage.used.add(str(path))
-        owner = self.claimed.setdefault(path, item.nodeid)
+        self.usage.use(item.nodeid, path)
+        owner = self.claimed.setdefault(Path(os.path.abspath(path)), item.nodeid)
         if owner != item.nodeid:
             raise ConfigError(
                 f"this test's cassette is already used by {owner} in this run",

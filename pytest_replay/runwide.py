@@ -13,13 +13,18 @@ from typing import Any
 
 import pytest
 
+from . import ambient
 from .cassette import display_path
 from .modes import Mode
 from .plugin import FORCE_MODE_KEY, RECORDED_KEY, RUN_KEY
 from .session import TestResult
-from .usage import WORKER_KEY, Child, UnusedReport, Usage, find_unused
+from .usage import WORKER_KEY, Child, UnusedReport, Usage, find_unused, git_head
 
 NOT_CHECKED_SHOWN = 10
+BLOBS_NOT_CHECKED = (
+    "a pytest_replay_cassette_path hook may keep cassettes outside the cassette "
+    "directories, so no blob is listed"
+)
 
 
 # --- --replay-twice: record, then replay what was just recorded ------------------------
@@ -50,11 +55,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         finally:
             del item.stash[FORCE_MODE_KEY]
         if any(r.failed for r in again):
-            # A failing test keeps its old cassette, in this mode too.
+            # A failing test keeps its old cassette, in this mode too. The failure
+            # is counted once, by the second pass's result (mode replay-twice).
             result, snapshot = recorded
             snapshot.restore()
-            result.failed = result.not_saved = True
-            result.wrote = result.unchanged = result.new = False
+            result.not_saved = True
+            result.wrote = result.unchanged = False
+            result.new = snapshot.old is None  # the summary says "nothing written"
         reports = _merge_twice(reports, again)
     for report in reports:
         item.ihook.pytest_runtest_logreport(report=report)
@@ -92,7 +99,8 @@ def _merge_twice(
 # --- run-wide: the unused report, xdist workers ------------------------------------------
 
 
-@pytest.hookimpl(wrapper=True)
+# trylast: inside other wrappers, so the items --lf filters out of a module are seen
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
     report = yield
     run = collector.config.stash.get(RUN_KEY, None)
@@ -112,9 +120,32 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is not None and run.report_unused:
         run.usage.selected(
-            Child(i.nodeid, _path(i), True, "replay" in getattr(i, "fixturenames", ()))
+            Child(i.nodeid, _path(i), True, _uses_replay(i, run.ini_settings))
             for i in session.items
         )
+        # after collection, so conftest.py files below the rootdir are loaded
+        run.usage.path_hook = bool(session.config.hook.pytest_replay_cassette_path.get_hookimpls())
+
+
+def _uses_replay(item: pytest.Item, ini_settings: dict[str, Any]) -> bool:
+    """The ``replay`` fixture, or clock/random/uuid turned on by the ini or a marker."""
+    if "replay" in getattr(item, "fixturenames", ()):
+        return True
+    marks = [mark.kwargs for mark in reversed(list(item.iter_markers("replay")))]
+    return ambient.wanted(ini_settings, *marks)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A test whose body ran (and did not skip) used replay only if it reached its session."""
+    report = yield
+    if report.when == "call" and (not report.skipped or hasattr(report, "wasxfail")):
+        run = item.config.stash.get(RUN_KEY, None)
+        if run is not None and run.report_unused:
+            run.usage.ran.add(item.nodeid)
+    return report
 
 
 def _path(node: pytest.Node) -> str | None:
@@ -146,6 +177,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if session.shouldstop or session.shouldfail or exitstatus == pytest.ExitCode.INTERRUPTED:
         run.usage.run_problems.append("the run stopped early")
+    if config.option.collectonly:
+        run.usage.run_problems.append("the run only collected tests (--collect-only)")
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller reports
         data: dict[str, Any] = {"results": [dataclasses.asdict(r) for r in run.results]}
@@ -161,6 +194,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         usage = run.usage
     if run.report_unused:
         run.unused = find_unused(usage, run.rootdir, run.replay_dir)
+        run.unused.git_head = git_head(run.rootdir)  # prune refuses it at another commit
         try:
             run.unused.write(run.unused_path)
         except OSError as exc:
@@ -191,6 +225,8 @@ def unused_lines(report: UnusedReport, shown: str) -> list[str]:
     if len(skipped) > NOT_CHECKED_SHOWN:
         out.append(f"not checked: and {len(skipped) - NOT_CHECKED_SHOWN} more module(s)")
     out.extend(f"not checked: {problem}" for problem in report.problems)
+    if not report.blobs_checked:
+        out.append(f"blobs not checked: {BLOBS_NOT_CHECKED}")
     if files:
         how = "pytest-replay prune --dry-run, then pytest-replay prune"
         if report.partial:

@@ -5,22 +5,40 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from .blobs import atomic_write
 
-
-def _sidecars(cassette: Path) -> dict[Path, bytes]:
-    """The ring logs (``<stem>.<ring>.vrrl``) next to a cassette, with their bytes."""
-    out = {}
-    for path in cassette.parent.glob(f"{glob_escape(cassette.stem)}.*.vrrl"):
-        with contextlib.suppress(OSError):
-            out[path] = path.read_bytes()
-    return out
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def glob_escape(text: str) -> str:
-    """``text`` matched literally by Path.glob (test ids hold brackets)."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+def ring_logs(cassette: Path, data: bytes | None) -> set[Path]:
+    """The ring logs a cassette's ``rings:`` section names, built as the ring recorder does.
+
+    Only these exact names: ``<stem>.*.vrrl`` would also match the logs of a
+    cassette named ``<stem>.<anything>``. An unreadable cassette names none.
+    """
+    if data is None or b"\nrings:" not in data:  # most cassettes: no parse
+        return set()
+    try:
+        doc = yaml.load(data, Loader=_Loader)
+    except (yaml.YAMLError, ValueError):
+        return set()
+    rings = doc.get("rings") if isinstance(doc, dict) else None
+    if not isinstance(rings, dict):
+        return set()
+    from .ring.section import sidecar_path  # only --replay-twice needs the ring code
+
+    return {sidecar_path(cassette, name) for name in rings if isinstance(name, str)}
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 @dataclass
@@ -37,17 +55,20 @@ class Snapshot:
 
     @classmethod
     def take(cls, cassette: Path) -> Snapshot:
-        try:
-            old: bytes | None = cassette.read_bytes()
-        except OSError:
-            old = None
-        return cls(cassette, old, _sidecars(cassette) if old is not None else {})
+        old = _read(cassette)
+        sidecars = {}
+        for path in ring_logs(cassette, old):
+            data = _read(path)
+            if data is not None:
+                sidecars[path] = data
+        return cls(cassette, old, sidecars)
 
     def restore(self) -> None:
         """Put the files back as they were (a new cassette and its ring logs are removed)."""
-        for path in _sidecars(self.cassette):
+        for path in ring_logs(self.cassette, _read(self.cassette)):
             if path not in self.sidecars:
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
         for path, data in self.sidecars.items():
             atomic_write(path, data)
         if self.old is None:

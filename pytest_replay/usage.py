@@ -9,15 +9,20 @@ what no test used, only where that is certain:
 
 - a cassette is listed only when both the module its folder belongs to and
   the module its ``test:`` header names ran whole in this run (collected,
-  nothing deselected, every test using ``replay`` reached its cassette) or
-  no longer exist;
+  nothing deselected, every test using ``replay`` -- by the fixture or by
+  turning on the clock/random/uuid -- reached its cassette, and every other
+  test ran its body) or no longer exist;
 - a ``.vrrl`` ring log, when no kept cassette of its folder names it and
   its folder's module ran whole or is gone;
-- a blob, when no kept cassette under its root names it.
+- a blob, when no kept cassette under its root names it, and no
+  ``pytest_replay_cassette_path`` hook may have put a cassette elsewhere
+  (otherwise no blob is listed and the report says so).
 
 Anything else (a partly selected module, a skipped test whose cassette
 path is unknown, an unreadable file) is kept and, for modules, listed
-under ``not_checked`` so the report says it is partial.
+under ``not_checked`` so the report says it is partial. A module is listed
+for a test that never ran (so whether it uses replay is unknown) only when
+that kept one of its cassettes or ring logs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +64,11 @@ class Usage:
     replay_items: dict[str, set[str]] = field(default_factory=dict)  # selected, using replay
     problems: dict[str, str] = field(default_factory=dict)  # module file -> why not whole
     reached: set[str] = field(default_factory=set)  # node ids that built their session
-    used: set[str] = field(default_factory=set)  # absolute cassette paths
+    chosen: dict[str, set[str]] = field(default_factory=dict)  # module -> selected items
+    ran: set[str] = field(default_factory=set)  # node ids whose body ran (not skipped)
+    used: set[str] = field(default_factory=set)  # absolute, normalised cassette paths
     run_problems: list[str] = field(default_factory=list)  # interrupted, worker lost...
+    path_hook: bool = False  # a pytest_replay_cassette_path hook is implemented
     _pending: dict[str, str] = field(default_factory=dict)  # collector id -> module file
 
     # -- collection (fed by the plugin) ----------------------------------------------
@@ -84,7 +93,7 @@ class Usage:
 
     def selected(self, items: Iterable[Child]) -> None:
         """The items left after deselection; a module missing any of its items is partial."""
-        chosen: dict[str, set[str]] = {}
+        chosen = self.chosen
         for item in items:
             if item.path is None:
                 continue
@@ -99,6 +108,11 @@ class Usage:
             if left:
                 self.problems.setdefault(path, f"{left} test(s) deselected or not selected")
 
+    def use(self, nodeid: str, path: Path | str) -> None:
+        """A test built its session on this cassette (a hook may spell it with ``..``)."""
+        self.reached.add(nodeid)
+        self.used.add(os.path.abspath(path))
+
     # -- transport (xdist workeroutput) ------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,8 +121,11 @@ class Usage:
             "replay_items": {k: sorted(v) for k, v in self.replay_items.items()},
             "problems": dict(self.problems),
             "reached": sorted(self.reached),
+            "chosen": {k: sorted(v) for k, v in self.chosen.items()},
+            "ran": sorted(self.ran),
             "used": sorted(self.used),
             "run_problems": list(self.run_problems),
+            "path_hook": self.path_hook,
         }
 
     @classmethod
@@ -118,8 +135,11 @@ class Usage:
             replay_items={k: set(v) for k, v in data.get("replay_items", {}).items()},
             problems=dict(data.get("problems", {})),
             reached=set(data.get("reached", ())),
+            chosen={k: set(v) for k, v in data.get("chosen", {}).items()},
+            ran=set(data.get("ran", ())),
             used=set(data.get("used", ())),
             run_problems=list(data.get("run_problems", ())),
+            path_hook=bool(data.get("path_hook", False)),
         )
 
     @classmethod
@@ -133,9 +153,13 @@ class Usage:
                 out.replay_items.setdefault(path, set()).update(ids)
             for path, why in part.problems.items():
                 out.problems.setdefault(path, why)
+            for path, ids in part.chosen.items():
+                out.chosen.setdefault(path, set()).update(ids)
             out.reached |= part.reached
+            out.ran |= part.ran
             out.used |= part.used
             out.run_problems.extend(p for p in part.run_problems if p not in out.run_problems)
+            out.path_hook |= part.path_hook
         return out
 
     # -- verdict per module ------------------------------------------------------------
@@ -152,9 +176,31 @@ class Usage:
                 )
         return out
 
+    def unsure(self) -> dict[str, str]:
+        """Module file -> why it may use cassettes this run did not see (checked or not).
+
+        A selected test that neither reached its cassette nor ran its body may
+        still use one (``replay_config`` turning the clock on, a dynamic
+        ``getfixturevalue``); it matters only where its module has cassettes.
+        """
+        hard = self.not_checked()
+        out = {  # e.g. --lf collects a file without failures as empty
+            path: "no test was collected from it (skipped by --lf, or it has none)"
+            for path, ids in self.items.items()
+            if not ids and path not in hard
+        }
+        for path, ids in self.chosen.items():
+            missed = len(ids - self.reached - self.ran)
+            if missed and path not in hard:
+                out[path] = (
+                    f"{missed} test(s) did not run (skipped or errored before the body), "
+                    "so whether they use replay is unknown"
+                )
+        return out
+
     def whole(self) -> set[str]:
         """Modules that ran whole: every cassette they use is in ``used``."""
-        skip = self.not_checked()
+        skip = self.not_checked() | self.unsure()
         return {path for path in self.items if path not in skip}
 
 
@@ -183,6 +229,8 @@ class UnusedReport:
     not_checked: dict[str, str] = field(default_factory=dict)  # module -> reason
     problems: list[str] = field(default_factory=list)
     checked: int = 0  # modules that ran whole
+    blobs_checked: bool = True  # False: cassettes may lie outside the roots, no blob listed
+    git_head: str | None = None  # the commit the run tested, where the rootdir is in git
 
     @property
     def partial(self) -> bool:
@@ -200,6 +248,8 @@ class UnusedReport:
             "checked_modules": self.checked,
             "not_checked": dict(sorted(self.not_checked.items())),
             "problems": self.problems,
+            "blobs_checked": self.blobs_checked,
+            "git_head": self.git_head,
             "cassettes": self.cassettes,
             "sidecars": self.sidecars,
             "blobs": self.blobs,
@@ -232,7 +282,9 @@ class UnusedReport:
                     _str(k): _str(v) for k, v in dict(data.get("not_checked", {})).items()
                 },
                 problems=_strs(data.get("problems", [])),
-                checked=int(data.get("checked_modules", 0)),
+                checked=_count(data.get("checked_modules", 0)),
+                blobs_checked=_bool(data.get("blobs_checked", True)),
+                git_head=_opt_str(data.get("git_head")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path} is malformed: {exc}") from None
@@ -247,10 +299,44 @@ def _str(value: Any) -> str:
     return value
 
 
+def _count(value: Any) -> int:
+    """A whole number >= 0 (``int(1e999)`` would raise OverflowError, ``int("x")`` pass a str)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"expected a count, got {value!r:.40}")
+    return value
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
 def _strs(value: Any) -> list[str]:
     if not isinstance(value, list):
         raise TypeError(f"expected a list, got {type(value).__name__}")
     return [_str(v) for v in value]
+
+
+def git_head(folder: Path) -> str | None:
+    """The commit checked out at ``folder`` (``git rev-parse HEAD``); None without git or one."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--verify", "--quiet", "HEAD"],
+            capture_output=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    head = proc.stdout.decode("ascii", "replace").strip()
+    return head if proc.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", head) else None
 
 
 # --- scanning ---------------------------------------------------------------------------
@@ -294,17 +380,22 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
     """Scan the cassette roots of the collected modules for what no test used."""
     whole = usage.whole()
     not_checked = usage.not_checked()
+    unsure = usage.unsure()
+    blocked: set[str] = set()  # unsure modules that kept a file
     report = UnusedReport(
         rootdir=str(rootdir),
         not_checked={_rel(Path(p), rootdir): why for p, why in not_checked.items()},
         problems=list(usage.run_problems),
-        checked=len(whole),
     )
 
     def gone_or_whole(module: Path | None) -> bool:
         if module is None:
             return False
-        return str(module) in whole or not module.exists()
+        if str(module) in whole or not module.exists():
+            return True
+        if str(module) in unsure:
+            blocked.add(str(module))
+        return False
 
     modules = [Path(p) for p in usage.items]
     roots = sorted({cassette_root(p, rootdir, replay_dir) for p in modules})
@@ -319,8 +410,10 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
     def folder_module(folder: Path, root: Path) -> Path | None:
         return folders.get(folder) or _folder_module(folder, root, rootdir, replay_dir)
 
-    used = {Path(p) for p in usage.used}
+    used = {Path(os.path.abspath(p)) for p in usage.used}
     outside = [p for p in used if not any(_under(p, r) for r in roots)]
+    # A hook may keep cassettes anywhere; their blobs are under the module's root.
+    report.blobs_checked = not (usage.path_hook or outside)
     for root in roots:
         if not root.is_dir():
             continue
@@ -330,17 +423,17 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
         unused_yaml: list[Path] = []
         for path in (f for f in files if f.suffix == ".yaml"):
             test = read_test_id(path) if path not in used else None
-            if test is not None and (
-                gone_or_whole(folder_module(path.parent, root))
-                and gone_or_whole(Path(os.path.normpath(rootdir / test.split("::", 1)[0])))
+            if test is not None and all(  # both judged, so each unsure module is seen
+                [
+                    gone_or_whole(folder_module(path.parent, root)),
+                    gone_or_whole(Path(os.path.normpath(rootdir / test.split("::", 1)[0]))),
+                ]
             ):
                 unused_yaml.append(path)
                 continue
             blobs, logs = _refs_of(path)
             blob_refs |= blobs
             kept_refs.setdefault(path.parent, set()).update(logs)
-        for path in outside:
-            blob_refs |= _refs_of(path)[0]
         for path in unused_yaml:
             report.cassettes.append(_rel(path, rootdir))
         for path in (f for f in files if f.suffix == ".vrrl"):
@@ -349,10 +442,13 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
             if gone_or_whole(folder_module(path.parent, root)):
                 report.sidecars.append(_rel(path, rootdir))
         store = root / ".blobs"
-        if store.is_dir():
+        if report.blobs_checked and store.is_dir():
             for blob in sorted(store.iterdir()):
                 if BLOB_NAME.fullmatch(blob.name) and blob.name not in blob_refs:
                     report.blobs.append(_rel(blob, rootdir))
+    for module in sorted(blocked):
+        report.not_checked[_rel(Path(module), rootdir)] = unsure[module]
+    report.checked = len(whole) + len(set(unsure) - blocked)
     for rel in report.files:
         path = rootdir / rel
         with contextlib.suppress(OSError):

@@ -60,6 +60,8 @@ def test_non_determinism_fails_names_the_difference_and_keeps_the_old_cassette(r
             "what differed:",
             "*replay_drift: output of step answer drifted*",
             "*Fix: take every varying input through replay.fact*",
+            "mode record: 1 test(s) used replay; 1 failed-not-saved",
+            "mode replay-twice: 1 test(s) used replay; 1 failed",
             "NOT SAVED (test failed, old cassette kept): test_mod.py::test_flaky",
         ]
     )
@@ -69,10 +71,17 @@ def test_non_determinism_fails_names_the_difference_and_keeps_the_old_cassette(r
 def test_a_new_non_deterministic_cassette_is_removed(rt, monkeypatch):
     rt.module(TWICE)
     monkeypatch.setenv("LEAK", "1")
-    rt.run("--replay=record", "--replay-twice", "-k", "flaky").assert_outcomes(
-        failed=1, deselected=2
-    )
+    result = rt.run("--replay=record", "--replay-twice", "-k", "flaky")
+    result.assert_outcomes(failed=1, deselected=2)
     assert not rt.cassette("test_flaky").exists()
+    # the failure counts once, under the second pass; nothing existed to keep
+    result.stdout.fnmatch_lines(
+        [
+            "mode record: 1 test(s) used replay; 1 failed-not-saved",
+            "mode replay-twice: 1 test(s) used replay; 1 failed",
+            "NOT SAVED (test failed, nothing written): test_mod.py::test_flaky",
+        ]
+    )
 
 
 @pytest.mark.parametrize("mode", ["strict", "verify", "off"])
@@ -81,3 +90,56 @@ def test_twice_needs_a_mode_that_records(rt, mode):
     result = rt.run(f"--replay={mode}", "--replay-twice")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*--replay={mode} never records*"])
+
+
+SIDECARS = """
+import itertools, os, pytest
+
+COUNTER = itertools.count()
+
+def answer(n):
+    return {"n": n}
+
+@pytest.mark.replay(cassette="test_flaky.v2")
+def test_other(replay):
+    replay.ring("r", capacity=4).publish(opcode=1)
+
+def test_flaky(replay):
+    replay.ring(os.environ.get("RING", "r"), capacity=4).publish(opcode=1)
+    leak = next(COUNTER) if os.environ.get("LEAK") else 0
+    replay.step("answer", answer, leak)
+"""
+
+
+def test_undoing_a_new_cassette_leaves_the_ring_logs_of_a_look_alike_name(rt, monkeypatch):
+    rt.module(SIDECARS)
+    rt.record("-k", "other").assert_outcomes(passed=1, deselected=1)
+    folder = rt.root / "cassettes" / "test_mod"
+    other = folder / "test_flaky.v2.r.vrrl"
+    assert other.exists()
+    monkeypatch.setenv("LEAK", "1")
+    rt.run("--replay=record", "--replay-twice", "-k", "flaky").assert_outcomes(
+        failed=1, deselected=1
+    )
+    assert other.exists()
+    assert not (folder / "test_flaky.yaml").exists()
+    assert not (folder / "test_flaky.r.vrrl").exists()
+
+
+def test_undoing_a_recording_puts_back_the_old_ring_logs_only(rt, monkeypatch):
+    rt.module(SIDECARS)
+    rt.record().assert_outcomes(passed=2)
+    folder = rt.root / "cassettes" / "test_mod"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert sorted(before) == [
+        "test_flaky.r.vrrl",
+        "test_flaky.v2.r.vrrl",
+        "test_flaky.v2.yaml",
+        "test_flaky.yaml",
+    ]
+    monkeypatch.setenv("LEAK", "1")
+    monkeypatch.setenv("RING", "s")  # the new recording has another ring
+    rt.run("--replay=record", "--replay-twice", "-k", "flaky").assert_outcomes(
+        failed=1, deselected=1
+    )
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

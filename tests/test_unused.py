@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_replay.review.cli import main
 from pytest_replay.usage import UnusedReport, read_test_id
+
+from .gitrepo import commit_all, init
 
 MODULE = """
 import os
@@ -148,6 +150,7 @@ def test_prune_keeps_a_file_changed_since_the_report(suite, capsys):
     assert "1 blob" not in out and "deleted cassettes/.blobs/" not in out
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200))
 def test_a_bad_report_is_a_clear_error(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("r") / "unused.json"
@@ -156,10 +159,28 @@ def test_a_bad_report_is_a_clear_error(tmp_path_factory, data):
         UnusedReport.load(path)
 
 
+REPORT_KEYS = [
+    "rootdir",
+    "cassettes",
+    "blobs",
+    "digests",
+    "not_checked",
+    "checked_modules",
+    "blobs_checked",
+    "git_head",
+]
+
+
+@settings(deadline=None)  # the first example pays for mktemp on a loaded machine
 @given(
     st.dictionaries(
-        st.sampled_from(["rootdir", "cassettes", "blobs", "digests", "not_checked"]),
-        st.none() | st.integers() | st.text(max_size=5) | st.lists(st.integers(), max_size=2),
+        st.sampled_from(REPORT_KEYS),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=5)
+        | st.lists(st.integers(), max_size=2),
     )
 )
 def test_a_malformed_report_loads_or_is_a_clear_error(tmp_path_factory, fields):
@@ -173,6 +194,16 @@ def test_a_malformed_report_loads_or_is_a_clear_error(tmp_path_factory, fields):
         assert Path(report.rootdir).is_absolute()
 
 
+def test_prune_of_a_report_with_a_huge_module_count_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "unused.json"
+    path.write_text('{"pytest_replay_unused": 1, "rootdir": "/x", "checked_modules": 1e999}')
+    capsys.readouterr()
+    assert main(["prune", "--report", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "is malformed" in out and "Fix: run it again" in out
+
+
+@settings(deadline=None)
 @given(st.binary(max_size=300))
 def test_reading_a_header_never_raises(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("h") / "c.yaml"
@@ -181,3 +212,173 @@ def test_reading_a_header_never_raises(tmp_path_factory, data):
     assert test is None or (isinstance(test, str) and test)
     path.write_bytes(b"pytest_replay: 1\ntest: 'a.py::t[x: y]'\nfacts: |\n")
     assert read_test_id(path) == "a.py::t[x: y]"
+
+
+# --- tests whose use of replay collection cannot see ------------------------------------
+
+AMBIENT = """
+import time
+import pytest
+
+def test_a(replay):
+    replay.fact("a", lambda: 1)
+
+@pytest.mark.replay(clock=True){skip}
+def test_clock():
+    assert time.time()
+"""
+
+
+def test_a_skipped_test_that_turns_the_clock_on_keeps_its_cassette(rt):
+    rt.module(AMBIENT.format(skip=""))
+    rt.record().assert_outcomes(passed=2)
+    assert rt.cassette("test_clock").exists()
+    rt.module(AMBIENT.format(skip="\n@pytest.mark.skip(reason='not today')"))
+    result = rt.run("--replay-report-unused")
+    result.assert_outcomes(passed=1, skipped=1)
+    data = report_of(rt)
+    assert data["cassettes"] == []
+    assert "did not reach their cassette" in data["not_checked"]["test_mod.py"]
+
+
+def test_collect_only_never_lists_the_cassettes_of_ambient_tests(rt, capsys):
+    rt.pytester.makeini("[pytest]\nreplay_ambient = clock\n")
+    rt.module("import time\n\ndef test_one():\n    assert time.time()\n")
+    rt.record().assert_outcomes(passed=1)
+    assert rt.cassette("test_one").exists()
+    result = rt.run("--collect-only", "--replay-report-unused")
+    assert result.ret == 0
+    data = report_of(rt)
+    assert data["cassettes"] == [] and data["partial"] is True
+    assert any("--collect-only" in p for p in data["problems"])
+    code, out = prune(rt, capsys)
+    assert code == 1 and "refusing" in out
+    code, out = prune(rt, capsys, "--allow-partial")
+    assert code == 0 and rt.cassette("test_one").exists()
+
+
+def test_a_test_that_never_ran_keeps_the_cassettes_of_its_module(rt):
+    # replay_config can turn the clock on (or rename the cassette): only running tells.
+    rt.pytester.makeconftest(
+        "import pytest\n\n@pytest.fixture\ndef replay_config(request):\n"
+        "    return {'clock': request.node.name == 'test_one'}\n"
+    )
+    rt.module("import time, pytest\n\ndef test_one():\n    assert time.time()\n")
+    rt.module("def test_free():\n    pass\n", name="test_free")
+    rt.record().assert_outcomes(passed=2)
+    assert rt.cassette("test_one").exists()
+    rt.module("import pytest\n\n@pytest.mark.skip(reason='x')\ndef test_one():\n    pass\n")
+    rt.module(
+        "import pytest\n\n@pytest.mark.skip(reason='x')\ndef test_free():\n    pass\n",
+        name="test_free",
+    )
+    rt.run("--replay-report-unused").assert_outcomes(skipped=2)
+    data = report_of(rt)
+    assert data["cassettes"] == []
+    # test_free.py has no cassettes: its skipped test does not make the report partial
+    assert list(data["not_checked"]) == ["test_mod.py"]
+    assert "did not run" in data["not_checked"]["test_mod.py"]
+
+
+def test_last_failed_never_lists_the_cassettes_of_what_it_did_not_run(rt, monkeypatch):
+    rt.module(
+        "import os\n\ndef test_fail():\n    assert os.environ.get('OK')\n\n"
+        "def test_ok(replay):\n    replay.fact('a', lambda: 1)\n",
+        name="test_a",
+    )
+    rt.module("def test_b(replay):\n    replay.fact('b', lambda: 2)\n", name="test_b")
+    rt.record().assert_outcomes(passed=2, failed=1)
+    monkeypatch.setenv("OK", "1")
+    result = rt.run("--lf", "--replay-report-unused")
+    result.assert_outcomes(passed=1)
+    data = report_of(rt)
+    assert data["cassettes"] == [] and data["partial"] is True
+    assert sorted(data["not_checked"]) == ["test_a.py", "test_b.py"]
+    assert "--lf" in data["not_checked"]["test_b.py"]
+
+
+def test_a_cassette_path_hook_spelling_the_path_oddly_still_counts_as_used(rt):
+    rt.pytester.makeconftest(
+        "def pytest_replay_cassette_path(item, default):\n"
+        "    return default.parent / '..' / default.parent.name / '.' / default.name\n"
+    )
+    rt.module("def test_a(replay):\n    replay.fact('a', lambda: 1)\n")
+    rt.record().assert_outcomes(passed=1)
+    assert rt.cassette("test_a").exists()
+    rt.run("--replay-report-unused").assert_outcomes(passed=1)
+    data = report_of(rt)
+    assert data["cassettes"] == [] and data["partial"] is False
+
+
+def test_two_tests_on_one_cassette_spelled_two_ways_are_refused(rt):
+    rt.pytester.makeconftest(
+        "def pytest_replay_cassette_path(item, default):\n"
+        "    if item.name == 'test_b':\n"
+        "        return default.parent / '..' / default.parent.name / 'test_a.yaml'\n"
+        "    return default\n"
+    )
+    rt.module("def test_a(replay):\n    pass\n\ndef test_b(replay):\n    pass\n")
+    result = rt.record()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*already used by test_mod.py::test_a*"])
+
+
+def test_blobs_are_not_listed_where_a_hook_may_keep_cassettes_elsewhere(rt, capsys):
+    rt.pytester.makeconftest(
+        "def pytest_replay_cassette_path(item, default):\n"
+        "    if item.name == 'test_far':\n"
+        "        return item.config.rootpath / 'elsewhere' / default.name\n"
+    )
+    rt.module(
+        "import numpy as np\n\ndef test_far(replay):\n    replay.check_array('x', np.arange(7))\n",
+        name="test_far",
+    )
+    rt.module("def test_m(replay):\n    replay.fact('m', lambda: 1)\n")
+    rt.record().assert_outcomes(passed=2)
+    assert (rt.root / "elsewhere" / "test_far.yaml").exists()
+    blobs = list((rt.root / "cassettes" / ".blobs").iterdir())
+    assert len(blobs) == 1
+    # what a partial report lists is still unused: --allow-partial must be safe
+    result = rt.run("test_mod.py", "--replay-report-unused")
+    result.assert_outcomes(passed=1)
+    data = report_of(rt)
+    assert data["blobs"] == [] and data["blobs_checked"] is False
+    result.stdout.fnmatch_lines(["blobs not checked: a pytest_replay_cassette_path hook*"])
+    code, out = prune(rt, capsys, "--allow-partial")
+    assert code == 0 and "blobs were not checked" in out
+    assert blobs[0].exists()
+    rt.run("--replay=strict").assert_outcomes(passed=2)
+
+
+def test_prune_refuses_a_report_made_at_another_commit(suite, capsys):
+    rt = suite
+    rt.module(MODULE.format(extra=""))
+    init(rt.root)
+    commit_all(rt.root)
+    rt.run("--replay-report-unused").assert_outcomes(passed=2)
+    assert report_of(rt)["git_head"] is not None
+    commit_all(rt.root, "another branch, another commit")
+    code, out = prune(rt, capsys)
+    assert code == 1
+    assert "the report was made at commit" in out and "HEAD is now" in out
+    assert "Fix: run it again on this commit: pytest --replay-report-unused" in out
+    assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+    code, out = prune(rt, capsys, "--allow-stale")
+    assert code == 0 and "deleted cassettes/test_mod/test_b.yaml" in out
+
+
+def test_xdist_workers_that_each_ran_part_of_a_module_merge_into_a_whole_one():
+    from pytest_replay.usage import Child, Usage
+
+    def worker(ran: str, hook: bool = False) -> Usage:
+        usage = Usage(path_hook=hook)
+        kids = [Child(f"m.py::{n}", "/r/m.py", True) for n in ("a", "b")]
+        usage.collected("m.py", "/r/m.py", True, "", kids)
+        usage.selected(kids)
+        usage.ran.add(f"m.py::{ran}")
+        return Usage.from_dict(json.loads(json.dumps(usage.to_dict())))
+
+    one, two = worker("a"), worker("b", hook=True)
+    assert one.whole() == set() and "did not run" in one.unsure()["/r/m.py"]
+    merged = Usage.merge([one, two])
+    assert merged.whole() == {"/r/m.py"} and merged.path_hook

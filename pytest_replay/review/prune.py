@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..canonical import digest
-from ..usage import BLOB_NAME, REPORT_FILE, UnusedReport, read_test_id, references, walk
+from ..usage import (
+    BLOB_NAME,
+    REPORT_FILE,
+    UnusedReport,
+    git_head,
+    read_test_id,
+    references,
+    walk,
+)
 
 DEFAULT_REPORT = Path(".pytest_cache") / "replay" / REPORT_FILE
 SHOWN = 10
@@ -40,6 +48,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="store_true",
         help="prune from a run that did not check every module (what it lists is still unused)",
     )
+    prune.add_argument(
+        "--allow-stale",
+        action="store_true",
+        help="prune from a report made at another git commit (its files may be used there now)",
+    )
     prune.set_defaults(run=run)
 
 
@@ -56,6 +69,18 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pytest-replay prune: {exc}\n  Fix: run it again: {RUN_FIRST}")
         return 2
+    if report.git_head is not None:
+        now = git_head(Path(report.rootdir))
+        if now != report.git_head:
+            shown = now[:12] if now else "unknown (no git repository there now?)"
+            print(f"the report was made at commit {report.git_head[:12]}, but HEAD is now {shown}")
+            if not (args.dry_run or args.allow_stale):
+                print(
+                    "pytest-replay prune: refusing to delete from a report made at another "
+                    f"commit\n  Fix: run it again on this commit: {RUN_FIRST}  (or, to delete "
+                    "what it lists all the same, add --allow-stale)"
+                )
+                return 1
     if report.partial:
         _describe_partial(report)
         if not (args.dry_run or args.allow_partial):
@@ -65,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
                 "report lists, add --allow-partial)"
             )
             return 1
+    if not report.blobs_checked:
+        print(
+            "blobs were not checked (a pytest_replay_cassette_path hook may keep cassettes "
+            "outside the cassette directories): none is deleted"
+        )
     decisions = decide(report)
     doomed = [d for d in decisions if d.delete]
     for d in decisions:
@@ -90,7 +120,7 @@ def decide(report: UnusedReport) -> list[Decision]:
         out.append(_check(rootdir, rel, report))
     gone = {d.path for d in out if d.delete}
     refs: dict[Path, set[str]] = {}
-    for rel in report.blobs:
+    for rel in report.blobs if report.blobs_checked else []:
         decision = _check(rootdir, rel, report)
         if decision.delete:
             root = decision.path.parent.parent  # <root>/.blobs/<name>
