@@ -353,30 +353,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    session = item.stash.get(SESSION_KEY, None)
-    if session is None:
-        return (yield)
+    session = _pop_session(item)
     results = item.config.stash[RUN_KEY].results
-    del item.stash[SESSION_KEY]
     # The second pass of --replay-twice is counted apart from the recording.
     label = TWICE_LABEL if item.stash.get(FORCE_MODE_KEY, None) is not None else None
     snapshot = None
     try:
-        _terse(session.before_call)
+        if session is not None:
+            _terse(session.before_call)
         outcome = yield
+        if session is None:
+            # The body may have asked for it: request.getfixturevalue("replay").
+            session = _pop_session(item)
+            if session is None:
+                return outcome
+            _terse(session.before_call)
         if label is None and session.mode is Mode.RECORD and item.config.stash[RUN_KEY].twice:
             snapshot = Snapshot.take(session.cassette)
         result = _terse(session.after_call)
     except pytest.skip.Exception:
-        results.append(_labelled(session.failed_result(skipped=True), label))
+        session = session or _pop_session(item)
+        if session is not None:
+            results.append(_labelled(session.failed_result(skipped=True), label))
         raise
     except BaseException:
-        results.append(_labelled(session.failed_result(), label))
+        session = session or _pop_session(item)
+        if session is not None:
+            results.append(_labelled(session.failed_result(), label))
         raise
     results.append(_labelled(result, label))
     if snapshot is not None and (result.wrote or result.unchanged):
         item.stash[RECORDED_KEY] = (result, snapshot)
     return outcome
+
+
+def _pop_session(item: pytest.Item) -> ReplaySession | None:
+    session = item.stash.get(SESSION_KEY, None)
+    if session is not None:
+        del item.stash[SESSION_KEY]
+    return session
 
 
 def _labelled(result: TestResult, label: str | None) -> TestResult:

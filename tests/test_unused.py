@@ -258,12 +258,16 @@ def test_collect_only_never_lists_the_cassettes_of_ambient_tests(rt, capsys):
 
 
 def test_a_test_that_never_ran_keeps_the_cassettes_of_its_module(rt):
-    # replay_config can turn the clock on (or rename the cassette): only running tells.
+    # replay_config can rename the cassette (or a test may ask for replay
+    # dynamically): only running tells which cassette a test uses.
     rt.pytester.makeconftest(
         "import pytest\n\n@pytest.fixture\ndef replay_config(request):\n"
         "    return {'clock': request.node.name == 'test_one'}\n"
     )
-    rt.module("import time, pytest\n\ndef test_one():\n    assert time.time()\n")
+    rt.module(
+        "import time, pytest\n\ndef test_one(request):\n"
+        "    request.getfixturevalue('replay')\n    assert time.time()\n"
+    )
     rt.module("def test_free():\n    pass\n", name="test_free")
     rt.record().assert_outcomes(passed=2)
     assert rt.cassette("test_one").exists()
