@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from .blobs import BlobStore
 from .canonical import NotCanonical, canonical_json, copy_json, digest, is_array
-from .cassette import Block
+from .cassette import Block, gc_paused
 from .errors import (
     BlobError,
     CassetteError,
@@ -375,25 +375,8 @@ class FactLog:
         self._laned = False  # a batch opened lanes: replayed keys may need a prefix
         self._values: dict[str, str] = {}  # record_value key -> payload id, this run
         if recorded is not None:
-            self.payloads.load_yaml(recorded.get("payloads"), shown)
-            self._order = _parse_index(recorded.get("facts"), shown)
-            index = self._index
-            for key, pid in self._order:
-                ids = index.get(key)
-                if ids is None:
-                    index[key] = [pid]
-                else:
-                    ids.append(pid)
-            missing = {pid for _, pid in self._order} - self.payloads.ids()
-            if missing:
-                key = next(k for k, p in self._order if p in missing)
-                raise CassetteError(
-                    "a fact points at a payload the cassette does not hold",
-                    cassette=shown,
-                    place=f"fact {key!r} -> {sorted(missing)[0]}",
-                    fix=restore_fix(),
-                )
-            self._iters = {key: iter(ids) for key, ids in index.items()}
+            with gc_paused():
+                self._load(recorded, shown)
         self._live = mode.live_io
         self._keeps = mode.records
         self._verify = mode is Mode.VERIFY
@@ -403,6 +386,28 @@ class FactLog:
             self.fact = self._fact_verify  # type: ignore[method-assign]
         else:
             self.fact = self._fact_live if self._live else self._fact_replay  # type: ignore[method-assign]
+
+    def _load(self, recorded: Any, shown: str) -> None:
+        """Build the fact index and payload table from a parsed cassette."""
+        self.payloads.load_yaml(recorded.get("payloads"), shown)
+        self._order = _parse_index(recorded.get("facts"), shown)
+        index = self._index
+        for key, pid in self._order:
+            ids = index.get(key)
+            if ids is None:
+                index[key] = [pid]
+            else:
+                ids.append(pid)
+        missing = {pid for _, pid in self._order} - self.payloads.ids()
+        if missing:
+            key = next(k for k, p in self._order if p in missing)
+            raise CassetteError(
+                "a fact points at a payload the cassette does not hold",
+                cassette=shown,
+                place=f"fact {key!r} -> {sorted(missing)[0]}",
+                fix=restore_fix(),
+            )
+        self._iters = {key: iter(ids) for key, ids in index.items()}
 
     # -- public API (the replay fixture hands these out directly) ------------------
 
