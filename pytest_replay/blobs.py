@@ -97,17 +97,22 @@ class BlobStore:
                 fix="commit the .blobs directory with the cassettes, or re-record: "
                 "pytest --replay=record {test}",
             ) from None
-        actual = digest(data)
-        if actual != name.split(".", 1)[0]:
-            raise BlobError(
-                f"blob {name} does not match its digest (tampered or corrupted)",
-                place=f"{self.shown}/{name}",
-                recorded=name.split(".", 1)[0],
-                current=actual,
-                fix="restore the blob from version control, or re-record: "
-                "pytest --replay=record {test}",
-            )
-        return data
+        return verified(name, data, self.shown)
 
     def exists(self, name: str) -> bool:
         return name in self._pending or (self.root / name).is_file()
+
+
+def verified(name: str, data: bytes, shown: str) -> bytes:
+    """``data`` if its blake3 digest is the one ``name`` carries, else a BlobError."""
+    actual = digest(data)
+    if actual != name.split(".", 1)[0]:
+        raise BlobError(
+            f"blob {name} does not match its digest (tampered or corrupted)",
+            place=f"{shown}/{name}",
+            recorded=name.split(".", 1)[0],
+            current=actual,
+            fix="restore the blob from version control, or re-record: "
+            "pytest --replay=record {test}",
+        )
+    return data

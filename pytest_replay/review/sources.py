@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..blobs import BlobStore
-from ..canonical import digest
+from ..blobs import BlobStore, verified
 from ..errors import BlobError, CassetteError, RingLogError
 from ..ring import read_records
 from .git import Revision, worktree_files
@@ -196,17 +195,7 @@ class GitBlobStore(BlobStore):
                 place=f"{self.shown}/{name}",
                 fix="commit the .blobs directory with the cassettes",
             )
-        actual = digest(data)
-        if actual != name.split(".", 1)[0]:
-            raise BlobError(
-                f"blob {name} does not match its digest (tampered or corrupted)",
-                place=f"{self.shown}/{name}",
-                recorded=name.split(".", 1)[0],
-                current=actual,
-                fix="restore the blob from version control, or re-record: "
-                "pytest --replay=record {test}",
-            )
-        return data
+        return verified(name, data, self.shown)
 
     def exists(self, name: str) -> bool:
         return self.revision.read(posixpath.join(self.folder, name)) is not None
