@@ -238,7 +238,29 @@ def parse_document(data: bytes, path: Path, shown: str) -> dict[str, Any]:
         )
     if not isinstance(doc.get("test", ""), str):
         raise CassetteError("cassette 'test:' must be a string", cassette=shown, fix=restore_fix())
+    if _shares_nodes(doc):
+        # The writer never emits anchors; an alias can make a document refer to
+        # itself (a: &x [*x]) and send any walker of it into endless recursion.
+        raise CassetteError(
+            "cassette uses YAML anchors/aliases, which pytest_replay never writes",
+            cassette=shown,
+            fix=restore_fix(),
+        )
     return doc
+
+
+def _shares_nodes(doc: Any) -> bool:
+    """Whether a container appears twice in the tree (what an alias makes)."""
+    seen: set[int] = set()
+    stack: list[Any] = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (dict, list)):
+            if id(item) in seen:
+                return True
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return False
 
 
 def strip_volatile(doc: Any, paths: tuple[tuple[str, ...], ...] = VOLATILE_PATHS) -> Any:

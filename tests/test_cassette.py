@@ -211,3 +211,10 @@ def test_random_yaml_only_raises_our_error(tmp_path, version, facts, payloads, e
     data = yaml.safe_dump(doc).encode()
     with contextlib.suppress(CassetteError):
         _load_facts(data, tmp_path)
+
+
+@pytest.mark.parametrize("body", ["steps: &a [*a]\n", "custom: &b {x: *b}\n", "a: &c [1]\nb: *c\n"])
+def test_yaml_aliases_are_refused(body):
+    data = f"pytest_replay: 1\ntest: t\n{body}".encode()
+    with pytest.raises(CassetteError, match="anchors/aliases"):
+        parse_document(data, Path("c.yaml"), "c.yaml")
