@@ -45,17 +45,8 @@ _WORD_FIELD = (
     + ["epoch", "slot_status", "failure_class", "backend_code"]
     + ["output_digest"] * 2
 )
-DIFF_FIELDS = (
-    "slot_idx",
-    "tenant_id",
-    "opcode",
-    "args",
-    "epoch",
-    "slot_status",
-    "failure_class",
-    "backend_code",
-    "output_digest",
-)
+# Every field after the magic word and the timestamp (IO, not behaviour).
+DIFF_FIELDS: tuple[str, ...] = RECORD_DTYPE.names[2:]
 
 
 class RingRecorder:
