@@ -432,7 +432,7 @@ class FactLog:
         __tracebackhide__ = True
         if type(key) is not str or not key:
             self._raise_missing_key(key)
-        key = _lane_get()[0] + key
+        key = self._laned_key(key)
         value = fn(*args, **kwargs)
         if self._keeps:
             self._keep(key, value)
@@ -445,8 +445,8 @@ class FactLog:
         run): what a test does with them is checked through its outputs.
         """
         __tracebackhide__ = True
-        if self._laned and type(key) is str:
-            key = _lane_get()[0] + key
+        if type(key) is str:
+            key = self._laned_key(key)
         it = self._iters.get(key) if type(key) is str else None
         if it is None or next(it, None) is None:
             if type(key) is not str or not key:
@@ -464,7 +464,7 @@ class FactLog:
             return await fn(*args, **kwargs)
 
         fetch_live = self._live or (
-            not self._has_next(_lane_get()[0] + key) and self.retryable and self.mode is Mode.REPLAY
+            not self._has_next(self._laned_key(key)) and self.retryable and self.mode is Mode.REPLAY
         )
         if fetch_live:
             value = await call()
@@ -476,7 +476,7 @@ class FactLog:
         __tracebackhide__ = True
         if type(key) is not str or not key:
             self._raise_missing_key(key)
-        key = _lane_get()[0] + key
+        key = self._laned_key(key)
         if self._verify:
             return self._record_value_verify(key, value)
         with self._lock:
@@ -638,6 +638,10 @@ class FactLog:
         return [(f"{prefix}{key}/", (*order, batch, i)) for i, key in enumerate(item_keys)]
 
     # -- internals -------------------------------------------------------------------
+
+    def _laned_key(self, key: str) -> str:
+        """``key`` as stored: prefixed by the batch item's lane, once batches opened lanes."""
+        return _lane_get()[0] + key if self._laned else key
 
     def _append_new(self, key: str, pid: str) -> None:
         """Under self._lock: a fact this run recorded, with its batch order if any."""

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from ..blobs import BlobStore, verified
-from ..errors import BlobError, CassetteError, RingLogError
+from ..errors import BlobError, CassetteError, RingLogError, restore_fix
 from ..ring import read_records
+from ..ring.section import is_sidecar_name
 from .git import Revision, worktree_files
 
 HEADER = b"pytest_replay:"
@@ -37,14 +38,13 @@ def is_yaml_candidate(rel: str) -> bool:
 
 def sidecar_name(rel: str, log: object, shown: str) -> str:
     """The repository path of a ring's .vrrl, which must sit next to its cassette."""
-    if not isinstance(log, str) or not log or "/" in log or "\\" in log or log in (".", ".."):
+    if not is_sidecar_name(log):
         raise CassetteError(
             f"ring log {log!r} is not a file name next to the cassette",
             cassette=shown,
-            fix="restore the cassette from version control, or re-record: "
-            "pytest --replay=record {test}",
+            fix=restore_fix(),
         )
-    return posixpath.join(posixpath.dirname(rel), log)
+    return posixpath.join(posixpath.dirname(rel), str(log))
 
 
 class Side:

@@ -9,6 +9,7 @@ from typing import Any
 from ..blobs import BlobStore
 from ..errors import ReplayError
 from ..facts import PayloadTable, parse_index
+from ..ring.section import is_sidecar_name
 from .integrity import blob_refs, blob_root_for, find_cassettes
 from .view import KNOWN_SECTIONS, interactions, parse
 
@@ -72,7 +73,7 @@ def _one(path: Path, totals: dict[str, Any], refs: dict[Path, set[str]]) -> None
                 count = entry.get("records")
                 sections["rings"]["records"] += count if isinstance(count, int) else 0
                 log = entry.get("log")
-                if isinstance(log, str) and "/" not in log and "\\" not in log:
+                if is_sidecar_name(log):
                     totals["vrrl_bytes"] += _size(path.parent / log)
     arrays = doc.get("arrays")
     if isinstance(arrays, list) and arrays:

@@ -27,8 +27,8 @@ def sidecar_path(cassette: Path, ring_name: str) -> Path:
     return cassette.with_name(f"{cassette.stem}.{sanitize_component(ring_name, budget)}.vrrl")
 
 
-def _bare_name(log: Any) -> bool:
-    """A sidecar named in a cassette must sit next to it: no directories, no '..'."""
+def is_sidecar_name(log: Any) -> bool:
+    """A ring log named in a cassette must sit next to it: no directories, no '..'."""
     return (
         isinstance(log, str)
         and log not in ("", ".", "..")
@@ -46,7 +46,7 @@ class RingSet:
         self.rings: dict[str, RingRecorder] = {}
         recorded = ctx.section("rings", {})
         if not isinstance(recorded, dict) or not all(
-            isinstance(v, dict) and _bare_name(v.get("log")) for v in recorded.values()
+            isinstance(v, dict) and is_sidecar_name(v.get("log")) for v in recorded.values()
         ):
             raise CassetteError(
                 "section 'rings' must map ring names to {log, records, digest, capacity}, "
