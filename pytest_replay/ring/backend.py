@@ -87,16 +87,19 @@ def aligned_empty(shape: tuple[int, ...], dtype: Any, file_offset: int = 0) -> n
 
 
 def zeros(xp: ModuleType, shape: tuple[int, ...], dtype: Any, file_offset: int = 0) -> Any:
-    """A zeroed ``xp`` array with its memory committed now, as ``cupy.zeros`` commits it.
+    """A zeroed ``xp`` array; on the host placed as aligned_empty places it.
 
-    On the host the data is placed as aligned_empty places it, and every page
-    is touched here rather than in the first publish.
+    Host memory comes from calloc, so a large table's pages are zero-filled
+    by the OS when first written rather than all at once here: a ring of
+    capacity 1M that takes a hundred publishes costs only the pages it uses.
     """
     if is_device(xp):
         return xp.zeros(shape, dtype=dtype)
-    out = aligned_empty(shape, dtype, file_offset)
-    out.fill(0)
-    return out
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.zeros(nbytes + _CACHE_LINE, dtype=np.uint8)
+    skip = (file_offset - raw.ctypes.data) % _CACHE_LINE
+    return raw[skip : skip + nbytes].view(dtype).reshape(shape)
 
 
 def host_empty(xp: ModuleType, shape: tuple[int, ...], dtype: Any) -> np.ndarray:

@@ -257,6 +257,20 @@ def test_the_stream_keeps_every_publish_past_many_wraps() -> None:
     assert stream["epoch"].tolist() == [i // 4 for i in range(23)]
 
 
+@pytest.mark.parametrize("capacity", [1, 3, 70_000])
+def test_the_host_table_starts_zeroed_at_the_files_cache_line_phase(capacity: int) -> None:
+    r = ring(capacity)
+    table = r.slots
+    # Rows sit where records sit in a .vrrl (offset 32 + 64*i), so write_log's
+    # single write is cache-line aligned on both sides.
+    assert (table.ctypes.data - 32) % 64 == 0
+    assert table.shape == (capacity, 16) and not table.any()
+    r.publish_many(np.arange(min(capacity, 2)) + 5)
+    # Rows past the cursor still read as empty slots (epoch 0, no evidence).
+    assert not table[2:].any()
+    assert r.stream()["epoch"].tolist() == [0] * min(capacity, 2)
+
+
 def test_drain_moves_pending_slots_in_batches() -> None:
     r = ring(8)
     r.publish_many(np.arange(5))
