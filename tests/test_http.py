@@ -289,6 +289,17 @@ def test_asyncio(replay):
         return
     timed(lambda: asyncio.run(asyncio.wait_for(asyncio.open_connection("192.0.2.1", 80), 5)))
 
+def test_name_lookup(replay):
+    if not strict_only(replay):
+        return
+    timed(lambda: socket.getaddrinfo("api.example.invalid", 443))
+
+def test_udp_send(replay):
+    if not strict_only(replay):
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        timed(lambda: sock.sendto(b"query", ("192.0.2.1", 53)))
+
 def test_loopback_passes(replay, server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET /ok HTTP/1.0\\r\\n\\r\\n")
@@ -313,25 +324,27 @@ def test_strict_blocks_non_loopback_connects_before_they_happen(hrt):
         socket.getaddrinfo,
     )
     hrt.module(BLOCKED)
-    hrt.record().assert_outcomes(passed=6)
+    hrt.record().assert_outcomes(passed=8)
     result = hrt.run("--replay=strict", "-s", "-k", "not allowed")
-    result.assert_outcomes(passed=1, failed=4, deselected=1)
+    result.assert_outcomes(passed=1, failed=6, deselected=1)
     out = result.stdout.str()
-    for test, where in [
-        ("test_raw_socket", "192.0.2.1:80"),
-        ("test_connect_ex", "2001:db8::1:443"),
-        ("test_create_connection_blocks_names_before_dns", "api.example.invalid:443"),
-        ("test_asyncio", "192.0.2.1:80"),
+    for test, what in [
+        ("test_raw_socket", "connect to 192.0.2.1:80"),
+        ("test_connect_ex", "connect to 2001:db8::1:443"),
+        ("test_create_connection_blocks_names_before_dns", "connect to api.example.invalid:443"),
+        ("test_asyncio", "connect to 192.0.2.1:80"),
+        ("test_name_lookup", "resolve api.example.invalid:443"),
+        ("test_udp_send", "send a datagram to 192.0.2.1:53"),
     ]:
         assert (
-            f"replay_missing_http: strict mode blocks network access: this test tried to "
-            f"connect to {where}"
+            f"replay_missing_http: strict mode blocks network access: this test tried to {what}"
         ) in out
         assert f"test:      test_mod.py::{test}" in out
+    assert "at:        resolve api.example.invalid:443" in out
     assert "Fix: record what the test needs from the network" in out
     # Refused at once: a real connect to TEST-NET would hang until the timeout.
     elapsed = [float(x) for x in re.findall(r"ELAPSED ([0-9.e-]+)", out)]
-    assert len(elapsed) == 4 and max(elapsed) < 1.0
+    assert len(elapsed) == 6 and max(elapsed) < 1.0
     assert (
         socket.socket.connect,
         socket.socket.connect_ex,
@@ -339,17 +352,17 @@ def test_strict_blocks_non_loopback_connects_before_they_happen(hrt):
         socket.getaddrinfo,
     ) == real
     allowed = hrt.run("--replay=strict", "-k", "allowed", "--replay-allow-hosts=192.0.2.7")
-    allowed.assert_outcomes(failed=1, deselected=5)  # api.example.com is not in this list
+    allowed.assert_outcomes(failed=1, deselected=7)  # api.example.com is not in this list
     hrt.run(
         "--replay=strict", "-k", "allowed", "--replay-allow-hosts=192.0.2.7, api.example.com"
-    ).assert_outcomes(passed=1, deselected=5)
+    ).assert_outcomes(passed=1, deselected=7)
 
 
 def test_allowed_hosts_come_from_the_ini_too(hrt):
     hrt.pytester.makeini("[pytest]\nreplay_allow_hosts = 192.0.2.7 api.example.com\n")
     hrt.module(BLOCKED)
-    hrt.record().assert_outcomes(passed=6)
-    hrt.run("--replay=strict", "-k", "allowed").assert_outcomes(passed=1, deselected=5)
+    hrt.record().assert_outcomes(passed=8)
+    hrt.run("--replay=strict", "-k", "allowed").assert_outcomes(passed=1, deselected=7)
 
 
 SECRETS = {

@@ -262,7 +262,9 @@ def test_match_on_options_build_the_key():
 
 
 def _guard(*allow: str) -> NetworkGuard:
-    return NetworkGuard(allow, lambda host, port: ValueError(f"blocked {host}:{port}"))
+    return NetworkGuard(
+        allow, lambda host, port, action: ValueError(f"blocked {action} {host}:{port}")
+    )
 
 
 def test_the_guard_allows_loopback_and_listed_hosts_only():
@@ -272,7 +274,7 @@ def test_the_guard_allows_loopback_and_listed_hosts_only():
     assert guard.allows("API.EXAMPLE.COM") and guard.allows("2001:db8::1")
     for host in ["192.0.2.1", "example.com", "10.1.2.4", "2001:db8::2"]:
         assert not guard.allows(host), host
-    with pytest.raises(ValueError, match=r"blocked 192\.0\.2\.1:443"):
+    with pytest.raises(ValueError, match=r"blocked connect to 192\.0\.2\.1:443"):
         guard.check(("192.0.2.1", 443))
     guard.check("/tmp/some.sock")  # AF_UNIX paths are not network
 
@@ -283,6 +285,46 @@ def test_an_allowed_name_lets_through_what_the_client_resolved_it_to():
     guard.learn("svc.internal", [(2, 1, 6, "", ("10.9.8.7", 0))])
     guard.learn("other.internal", [(2, 1, 6, "", ("10.9.8.6", 0))])
     assert guard.allows("10.9.8.7") and not guard.allows("10.9.8.6")
+
+
+def test_the_guard_blocks_lookups_and_udp_sends_and_puts_socket_back():
+    import socket
+
+    real = [
+        socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex,
+        socket.socket.sendto, socket.socket.connect, socket.create_connection,
+    ]  # fmt: skip
+    guard = _guard("svc.internal")
+    guard.install()
+    try:
+        for lookup in (socket.gethostbyname, socket.gethostbyname_ex):
+            with pytest.raises(ValueError, match=r"blocked resolve api\.example\.invalid:None"):
+                lookup("api.example.invalid")
+        with pytest.raises(ValueError, match=r"blocked resolve api\.example\.invalid:443"):
+            socket.getaddrinfo(b"api.example.invalid", 443)
+        # No lookup leaves the machine for these: numbers, loopback, its own name.
+        assert socket.getaddrinfo("192.0.2.1", 80)[0][4][0] == "192.0.2.1"
+        assert socket.getaddrinfo(None, 80) and socket.getaddrinfo("localhost", 80)
+        guard.check_lookup(socket.gethostname())
+        guard.check_lookup("svc.internal")  # allowed: the lookup may go out
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            with pytest.raises(ValueError, match=r"blocked send a datagram to 192\.0\.2\.1:53"):
+                udp.sendto(b"x", ("192.0.2.1", 53))
+            with pytest.raises(ValueError, match=r"blocked send a datagram to 192\.0\.2\.1:53"):
+                udp.sendto(b"x", 0, ("192.0.2.1", 53))
+            if hasattr(udp, "sendmsg"):
+                with pytest.raises(ValueError, match=r"send a datagram to 192\.0\.2\.1:53"):
+                    udp.sendmsg([b"x"], [], 0, ("192.0.2.1", 53))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+                sink.bind(("127.0.0.1", 0))
+                assert udp.sendto(b"ok", sink.getsockname()) == 2
+                assert sink.recv(10) == b"ok"
+    finally:
+        guard.uninstall()
+    assert [
+        socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex,
+        socket.socket.sendto, socket.socket.connect, socket.create_connection,
+    ] == real  # fmt: skip
 
 
 def test_allowed_hosts_parse_from_commas_spaces_and_lists():

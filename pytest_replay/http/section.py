@@ -22,7 +22,7 @@ from .interaction import (
     parse_section,
     request_body,
 )
-from .network import NetworkGuard
+from .network import CONNECT, NetworkGuard
 from .normalise import (
     VOLATILE_HEADERS,
     PortMap,
@@ -190,13 +190,13 @@ class HttpRecorder:
         text = looks_like_text(body)
         return body if text is None else self.ports.tokenise(text).encode("utf-8")
 
-    def _blocked(self, host: str, port: Any) -> ReplayError:
-        where = f"{host}:{port}" if port is not None else host
+    def _blocked(self, host: str, port: Any, action: str = CONNECT) -> ReplayError:
+        where = f"{host}:{port}" if port not in (None, 0, "") else host
         return _terse(
             self.ctx.error(
                 NetworkBlocked(
-                    f"strict mode blocks network access: this test tried to connect to {where}",
-                    place=f"connect {where}",
+                    f"strict mode blocks network access: this test tried to {action} {where}",
+                    place=f"{action.split()[0]} {where}",
                     details=[
                         "only loopback addresses and --replay-allow-hosts are reachable in strict"
                     ],
