@@ -231,6 +231,9 @@ class UnusedReport:
     checked: int = 0  # modules that ran whole
     blobs_checked: bool = True  # False: cassettes may lie outside the roots, no blob listed
     git_head: str | None = None  # the commit the run tested, where the rootdir is in git
+    # test module -> digest of its bytes (None: absent) for each module whose
+    # run (or absence) let a listed file go; prune refuses if one changed since.
+    modules: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
@@ -250,6 +253,7 @@ class UnusedReport:
             "problems": self.problems,
             "blobs_checked": self.blobs_checked,
             "git_head": self.git_head,
+            "modules": dict(sorted(self.modules.items())),
             "cassettes": self.cassettes,
             "sidecars": self.sidecars,
             "blobs": self.blobs,
@@ -285,6 +289,7 @@ class UnusedReport:
                 checked=_count(data.get("checked_modules", 0)),
                 blobs_checked=_bool(data.get("blobs_checked", True)),
                 git_head=_opt_str(data.get("git_head")),
+                modules={_str(k): _opt_str(v) for k, v in dict(data.get("modules", {})).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path} is malformed: {exc}") from None
@@ -320,6 +325,20 @@ def _strs(value: Any) -> list[str]:
     if not isinstance(value, list):
         raise TypeError(f"expected a list, got {type(value).__name__}")
     return [_str(v) for v in value]
+
+
+def module_digest(path: Path) -> str | None:
+    """Digest of a test module's bytes; None when it does not exist (or cannot be read)."""
+    try:
+        return digest(path.read_bytes())
+    except OSError:
+        return None
+
+
+def changed_modules(report: UnusedReport) -> list[str]:
+    """The modules whose content is not what the report's run saw (edited, added, removed)."""
+    root = Path(report.rootdir)
+    return [rel for rel, seen in report.modules.items() if module_digest(root / rel) != seen]
 
 
 def git_head(folder: Path) -> str | None:
@@ -382,6 +401,7 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
     not_checked = usage.not_checked()
     unsure = usage.unsure()
     blocked: set[str] = set()  # unsure modules that kept a file
+    deciding: set[Path] = set()  # modules whose run or absence let a listed file go
     report = UnusedReport(
         rootdir=str(rootdir),
         not_checked={_rel(Path(p), rootdir): why for p, why in not_checked.items()},
@@ -423,14 +443,15 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
         unused_yaml: list[Path] = []
         for path in (f for f in files if f.suffix == ".yaml"):
             test = read_test_id(path) if path not in used else None
-            if test is not None and all(  # both judged, so each unsure module is seen
-                [
-                    gone_or_whole(folder_module(path.parent, root)),
-                    gone_or_whole(Path(os.path.normpath(rootdir / test.split("::", 1)[0]))),
+            if test is not None:
+                owners = [
+                    folder_module(path.parent, root),
+                    Path(os.path.normpath(rootdir / test.split("::", 1)[0])),
                 ]
-            ):
-                unused_yaml.append(path)
-                continue
+                if all([gone_or_whole(m) for m in owners]):  # a list: judge both
+                    unused_yaml.append(path)
+                    deciding.update(m for m in owners if m is not None)
+                    continue
             blobs, logs = _refs_of(path)
             blob_refs |= blobs
             kept_refs.setdefault(path.parent, set()).update(logs)
@@ -439,8 +460,10 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
         for path in (f for f in files if f.suffix == ".vrrl"):
             if path.name in kept_refs.get(path.parent, set()):
                 continue
-            if gone_or_whole(folder_module(path.parent, root)):
+            owner = folder_module(path.parent, root)
+            if owner is not None and gone_or_whole(owner):
                 report.sidecars.append(_rel(path, rootdir))
+                deciding.add(owner)
         store = root / ".blobs"
         if report.blobs_checked and store.is_dir():
             for blob in sorted(store.iterdir()):
@@ -453,6 +476,7 @@ def find_unused(usage: Usage, rootdir: Path, replay_dir: Path | None) -> UnusedR
         path = rootdir / rel
         with contextlib.suppress(OSError):
             report.digests[rel] = digest(path.read_bytes())
+    report.modules = {_rel(m, rootdir): module_digest(m) for m in deciding}
     return report
 
 

@@ -365,10 +365,38 @@ def test_prune_refuses_a_report_made_at_another_commit(suite, capsys):
     code, out = prune(rt, capsys)
     assert code == 1
     assert "the report was made at commit" in out and "HEAD is now" in out
-    assert "Fix: run it again on this commit: pytest --replay-report-unused" in out
+    assert "refusing to delete from a report older than the checked-out commit" in out
+    assert "Fix: run it again now: pytest --replay-report-unused" in out
     assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
     code, out = prune(rt, capsys, "--allow-stale")
     assert code == 0 and "deleted cassettes/test_mod/test_b.yaml" in out
+
+
+def test_prune_refuses_when_a_test_module_changed_since_the_report(suite, capsys):
+    # No git here: uncommitted edits (and repositories without git) are caught by
+    # the content of the modules that let the listed files go.
+    rt = suite
+    rt.module(MODULE.format(extra=""))  # test_b deleted: its cassette is unused
+    rt.run("--replay-report-unused").assert_outcomes(passed=2)
+    data = report_of(rt)
+    assert data["git_head"] is None
+    assert sorted(data["modules"]) == ["test_gone.py", "test_mod.py"]
+    assert data["modules"]["test_gone.py"] is None  # absent when the run saw it
+    rt.module(MODULE.format(extra=B))  # test_b is back before the prune
+    code, out = prune(rt, capsys)
+    assert code == 1
+    assert "1 test module(s) changed since the report" in out and "  test_mod.py" in out
+    assert "refusing to delete from a report older than the test modules" in out
+    assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+    rt.run("--replay=strict").assert_outcomes(passed=3)
+    # A module that reappears counts as a change too.
+    rt.module(MODULE.format(extra=""))
+    rt.run("--replay-report-unused").assert_outcomes(passed=2)
+    (rt.root / "test_gone.py").write_text("def test_x(replay):\n    replay.fact('g', lambda: 0)\n")
+    code, out = prune(rt, capsys, "--dry-run")
+    assert code == 0 and "  test_gone.py" in out and "would delete" in out
+    code, out = prune(rt, capsys)
+    assert code == 1 and "  test_gone.py" in out
 
 
 def test_xdist_workers_that_each_ran_part_of_a_module_merge_into_a_whole_one():

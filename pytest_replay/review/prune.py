@@ -12,6 +12,7 @@ from ..usage import (
     BLOB_NAME,
     REPORT_FILE,
     UnusedReport,
+    changed_modules,
     git_head,
     read_test_id,
     references,
@@ -51,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     prune.add_argument(
         "--allow-stale",
         action="store_true",
-        help="prune from a report made at another git commit (its files may be used there now)",
+        help="prune from a report made before the test modules or the git commit changed "
+        "(its files may be used now)",
     )
     prune.set_defaults(run=run)
 
@@ -69,18 +71,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pytest-replay prune: {exc}\n  Fix: run it again: {RUN_FIRST}")
         return 2
-    if report.git_head is not None:
-        now = git_head(Path(report.rootdir))
-        if now != report.git_head:
-            shown = now[:12] if now else "unknown (no git repository there now?)"
-            print(f"the report was made at commit {report.git_head[:12]}, but HEAD is now {shown}")
-            if not (args.dry_run or args.allow_stale):
-                print(
-                    "pytest-replay prune: refusing to delete from a report made at another "
-                    f"commit\n  Fix: run it again on this commit: {RUN_FIRST}  (or, to delete "
-                    "what it lists all the same, add --allow-stale)"
-                )
-                return 1
+    stale = _staleness(report)
+    if stale and not (args.dry_run or args.allow_stale):
+        print(
+            f"pytest-replay prune: refusing to delete from a report older than {stale}\n"
+            f"  Fix: run it again now: {RUN_FIRST}  (or, to delete what it lists all the "
+            "same, add --allow-stale)"
+        )
+        return 1
     if report.partial:
         _describe_partial(report)
         if not (args.dry_run or args.allow_partial):
@@ -110,6 +108,27 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         path.unlink(missing_ok=True)  # used up: the next prune needs a fresh run
     return 0
+
+
+def _staleness(report: UnusedReport) -> str:
+    """What changed since the report's run ('' if nothing seen): the commit, test modules."""
+    stale = ""
+    if report.git_head is not None:
+        now = git_head(Path(report.rootdir))
+        if now != report.git_head:
+            shown = now[:12] if now else "unknown (no git repository there now?)"
+            print(f"the report was made at commit {report.git_head[:12]}, but HEAD is now {shown}")
+            stale = "the checked-out commit"
+    changed = changed_modules(report)
+    if changed:
+        print(f"{len(changed)} test module(s) changed since the report (their tests may use")
+        print("the files it lists now):")
+        for rel in changed[:SHOWN]:
+            print(f"  {rel}")
+        if len(changed) > SHOWN:
+            print(f"  and {len(changed) - SHOWN} more")
+        stale = f"{stale} and the test modules" if stale else "the test modules"
+    return stale
 
 
 def decide(report: UnusedReport) -> list[Decision]:
