@@ -115,6 +115,10 @@ def copy_to_device(dst: Any, src: np.ndarray) -> None:
     """Copy host ``src`` into the contiguous device (or host) view ``dst``."""
     if is_device_array(dst):
         dst.set(src)
+        # set() copies asynchronously on the current stream (always in recent CuPy,
+        # on any non-default stream before): wait, so the caller may reuse ``src``
+        # (the ring's pinned staging rows are refilled by the next publish).
+        sys.modules["cupy"].cuda.get_current_stream().synchronize()
     else:
         dst[...] = src
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,26 @@ def gpu() -> Any:
     return cupy
 
 
+# Host-to-device copies queued on the fake stream, as cudaMemcpyAsync from pinned
+# memory queues them: the source is read when the stream runs, not at set().
+_queued: list[tuple[np.ndarray, np.ndarray]] = []
+
+
+def _run_stream() -> None:
+    while _queued:
+        dst, src = _queued.pop(0)
+        np.ndarray.__setitem__(dst, Ellipsis, src)
+
+
 class _FakeDeviceArray(np.ndarray):
-    """A host array that only crosses to NumPy through get()/set(), as CuPy's does."""
+    """A host array that only crosses to NumPy through get()/set(), as CuPy's does.
+
+    set() is asynchronous like CuPy's: a caller that reuses its source buffer
+    before synchronising the stream sees the later bytes land on the device.
+    """
 
     def get(self, out: np.ndarray | None = None) -> np.ndarray:
+        _run_stream()  # get() waits for the stream
         host = np.asarray(self).copy()
         if out is None:
             return host
@@ -36,11 +53,24 @@ class _FakeDeviceArray(np.ndarray):
 
     def set(self, src: np.ndarray) -> None:
         assert self.flags.c_contiguous, "set() needs a contiguous destination"
-        self[...] = src
+        assert src.shape == self.shape, "set() shape"
+        _queued.append((self, src))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        _run_stream()  # kernels run in stream order, after queued copies
+        super().__setitem__(key, value)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        _run_stream()  # kernels run in stream order, after queued copies
+        plain = [np.asarray(x) if isinstance(x, _FakeDeviceArray) else x for x in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(o) for o in kwargs["out"])
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        return result.view(_FakeDeviceArray) if isinstance(result, np.ndarray) else result
 
 
 @pytest.fixture
-def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> Any:
+def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A module named ``cupy`` whose arrays live "elsewhere", to drive the device code paths.
 
     It exercises staging, pinned bounce buffers and get()/set() transfers on
@@ -57,10 +87,14 @@ def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> Any:
         arange=lambda *a, **k: np.arange(*a, **k).view(_FakeDeviceArray),
         asarray=lambda a, dtype=None: np.array(a, dtype=dtype).view(_FakeDeviceArray),
         ascontiguousarray=lambda a: np.ascontiguousarray(a).view(_FakeDeviceArray),
+        cuda=types.SimpleNamespace(
+            get_current_stream=lambda: types.SimpleNamespace(synchronize=_run_stream)
+        ),
     )
     pinned = types.SimpleNamespace(
         __name__="cupyx", empty_pinned=lambda shape, dtype: np.empty(shape, dtype=dtype)
     )
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setitem(sys.modules, "cupyx", pinned)
-    return fake
+    yield fake
+    _queued.clear()

@@ -477,6 +477,29 @@ def test_the_device_path_matches_numpy_on_a_fake_device(
     assert digest == output_digest(np.arange(6, dtype=np.float32))
 
 
+def _many_single_publishes(xp: Any) -> np.ndarray:
+    # More than the staging buffer holds, on a ring that does not fill up (a
+    # full ring drains, which waits for the copies): the stage is refilled
+    # right after each flush, while the copy may still be reading it.
+    r = ring(recorder_module._STAGE_ROWS * 3, xp)
+    for i in range(recorder_module._STAGE_ROWS * 2 + 5):
+        r.publish(100 + i, i % 7, (i, 0, 0, i))
+    return r.stream()
+
+
+def test_single_publishes_survive_the_asynchronous_stage_copy(fake_cupy: Any) -> None:
+    on_device = _many_single_publishes(fake_cupy)
+    assert on_device["opcode"].tolist() == [100 + i for i in range(len(on_device))]
+    assert on_device.tobytes() == _many_single_publishes(np).tobytes()
+
+
+@pytest.mark.gpu
+def test_single_publishes_survive_the_stage_copy_on_a_gpu(gpu: Any) -> None:
+    with gpu.cuda.Stream(non_blocking=True):  # asynchronous copies in any CuPy version
+        on_device = _many_single_publishes(gpu)
+    assert on_device.tobytes() == _many_single_publishes(np).tobytes()
+
+
 @pytest.mark.gpu
 def test_the_device_path_matches_numpy_on_a_gpu(gpu: Any, tmp_path: Path) -> None:
     on_device, r = _device_workout(gpu)
