@@ -89,7 +89,7 @@ def test_a_whole_run_lists_what_no_test_used_and_prune_deletes_it(suite, capsys)
     )
     code, out = prune(rt, capsys, "--dry-run")
     assert code == 0 and "would delete cassettes/test_mod/test_b.yaml" in out
-    assert "4 file(s) would delete, 0 kept" in out
+    assert "4 file(s) would be deleted, 0 kept" in out
     assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
     code, out = prune(rt, capsys)
     assert code == 0 and "4 file(s) deleted, 0 kept" in out

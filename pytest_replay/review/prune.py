@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
             d.path.unlink(missing_ok=True)
             _remove_if_empty(d.path.parent)
         print(f"{verb} {d.shown}")
-    print(f"{len(doomed)} file(s) {verb}, {len(decisions) - len(doomed)} kept")
+    done = "would be deleted" if args.dry_run else "deleted"
+    print(f"{len(doomed)} file(s) {done}, {len(decisions) - len(doomed)} kept")
     if not args.dry_run:
         path.unlink(missing_ok=True)  # used up: the next prune needs a fresh run
     return 0
