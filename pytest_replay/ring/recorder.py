@@ -140,6 +140,8 @@ class RingRecorder:
     def publish(self, opcode: int, tenant: int = 0, args: Sequence[int] = ()) -> int:
         """Publish one slot and return its index."""
         seq = self._seq
+        if seq >= MAX_RECORDS:
+            raise self._stream_full(1)
         if seq - self._flushed == self._stage_rows or seq - self._drained == self._capacity:
             self._make_room()
         if len(args) != 4:
@@ -173,6 +175,8 @@ class RingRecorder:
         xp = self.xp
         ops = _u32_column(xp, opcodes, "opcodes", self.name)
         n = int(ops.shape[0])
+        if self._seq + n > MAX_RECORDS:
+            raise self._stream_full(n)
         ten = _u32_column(xp, tenants, "tenants", self.name, n)
         arg64 = xp.ascontiguousarray(_u32_args(xp, args, n, self.name)).view(xp.uint64)
         self._flush()
@@ -272,6 +276,16 @@ class RingRecorder:
             backend.copy_to_device(self._table[slot, 11:], words)
         else:
             self._host[seq, 11:] = words
+
+    def _stream_full(self, adding: int) -> CapacityError:
+        return CapacityError(
+            f"ring {self.name!r} would hold {self._seq + adding} records; a ring's stream "
+            f"(every publish, kept for the diff and the .vrrl log) holds at most {MAX_RECORDS}",
+            place=f"ring {self.name!r} publish #{self._seq + 1}",
+            current=f"{self._seq} published, {adding} more asked",
+            fix="publish fewer records per test, or spread them over several rings: "
+            f"replay.ring({self.name!r} + '-1', capacity), ...",
+        )
 
     def _latest_seq(self, slot: int) -> int:
         slot = int(slot)  # also a NumPy/CuPy scalar from publish_many's result

@@ -81,6 +81,26 @@ def test_capacity_is_checked(capacity: int) -> None:
     assert "replay.ring('dispatch'" in info.value.fix
 
 
+def test_the_stream_limit_is_enforced_at_publish_not_at_save(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r = ring(4)
+    with pytest.raises(CapacityError) as info:  # the real limit, checked before any work
+        r.publish_many(np.zeros(MAX_RECORDS + 1, dtype=np.uint32))
+    assert f"would hold {MAX_RECORDS + 1} records" in str(info.value)
+    assert "several rings" in info.value.fix and r.published == 0
+    monkeypatch.setattr(recorder_module, "MAX_RECORDS", 10)
+    r.publish_many(np.arange(8))
+    with pytest.raises(CapacityError, match="would hold 11 records"):
+        r.publish_many(np.arange(3))
+    r.publish(8)
+    r.publish(9)
+    with pytest.raises(CapacityError) as info:
+        r.publish(10)
+    assert info.value.place == "ring 'dispatch' publish #11"
+    assert r.stream()["opcode"].tolist() == list(range(10))  # nothing half-published
+
+
 def test_timestamps_are_recorded_from_the_clock() -> None:
     r = ring(4)
     r.publish(1)
