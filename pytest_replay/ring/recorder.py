@@ -246,8 +246,9 @@ class RingRecorder:
         """Record how the latest publish into ``slot`` ended.
 
         ``status`` is the terminal slot status word.  ``error`` is a
-        FailureEvidence (its class, backend code and digest are used) or a
-        FailureClass.  ``output`` (bytes or an array) sets the output digest,
+        FailureEvidence (its class, backend code and digest are used; a
+        ``status``, ``backend_code`` or ``output`` that contradicts it raises
+        ValueError) or a FailureClass.  ``output`` (bytes or an array) sets the output digest,
         blake3 over its host bytes: a CuPy array is copied to the host for it.
         """
         seq = self._latest_seq(slot)
@@ -257,10 +258,16 @@ class RingRecorder:
         code = backend_code
         if isinstance(error, FailureEvidence):
             fclass, code, digest = error.failure_class, error.backend_code, error.output_digest
+            self._agree("status", status, error.slot_status)
+            if backend_code:
+                self._agree("backend_code", backend_code, code)
         elif error is not None:
             fclass = FailureClass.decode(error)
         if output is not None:
-            digest = backend.output_digest(output)
+            computed = backend.output_digest(output)
+            if digest:
+                self._agree("the digest of output", computed, digest)
+            digest = computed
         try:
             words = np.array(
                 [status, int(fclass), code, digest & _U32, digest >> 32], dtype=np.uint32
@@ -276,6 +283,14 @@ class RingRecorder:
             backend.copy_to_device(self._table[slot, 11:], words)
         else:
             self._host[seq, 11:] = words
+
+    def _agree(self, what: str, given: Any, evidence: Any) -> None:
+        """complete() arguments that the FailureEvidence also sets must not contradict it."""
+        if given != evidence:
+            raise ValueError(
+                f"ring {self.name!r}: complete() got {what}={given!r} but the FailureEvidence "
+                f"says {evidence!r}; pass one of them, or the same value in both"
+            )
 
     def _stream_full(self, adding: int) -> CapacityError:
         return CapacityError(

@@ -225,6 +225,21 @@ def test_complete_sets_status_failure_and_digest() -> None:
     ]
 
 
+def test_complete_refuses_arguments_that_contradict_the_failure_evidence() -> None:
+    r = ring(4)
+    slot = r.publish(1)
+    evidence = FailureEvidence(5, FailureClass.DEVICE_LOSS, 17, output_digest(b"out"))
+    for kwargs, what in [
+        ({"status": 0}, "status=0"),
+        ({"status": 5, "backend_code": 3}, "backend_code=3"),
+        ({"status": 5, "output": b"other"}, "the digest of output="),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(what) + ".*FailureEvidence says"):
+            r.complete(slot, error=evidence, **kwargs)
+    r.complete(slot, status=5, output=b"out", backend_code=17, error=evidence)  # agreeing
+    assert fields(r.stream(), "slot_status", "backend_code")[0] == (5, 17)
+
+
 def test_complete_reaches_records_wherever_they_are() -> None:
     r = ring(4)
     r.publish(1)  # will be drained to the host
