@@ -60,6 +60,13 @@ def parse_mode(value: str, *, source: str) -> Mode:
     text = value.strip().lower()
     if text in MODES:
         return Mode(text)
+    if not text:
+        raise ConfigError(
+            f"empty replay mode (from {source}); valid modes: {', '.join(MODES)}",
+            fix=f"give a mode, e.g. {source}=strict in CI, or leave {source} out for replay"
+            if source.startswith("--")
+            else f"set {source} to one of: {', '.join(MODES)}",
+        )
     if source.startswith("--"):
         fix = f"use one of: {', '.join('--replay=' + m for m in MODES)}"
     else:
@@ -71,8 +78,13 @@ def parse_mode(value: str, *, source: str) -> Mode:
 
 
 def resolve_mode(flag: str | None, env: Mapping[str, str], ini: str | None) -> Mode:
-    """The run-wide mode: the flag wins over the environment, which wins over the ini."""
-    if flag:
+    """The run-wide mode: the flag wins over the environment, which wins over the ini.
+
+    An empty ``--replay=`` is an error, not the default: ``--replay=$MODE`` with
+    the variable unset must not quietly record what strict would refuse. An
+    empty environment variable counts as unset, as shells and CI files use it.
+    """
+    if flag is not None:
         return parse_mode(flag, source="--replay")
     if env.get(ENV_VAR):
         return parse_mode(env[ENV_VAR], source=f"${ENV_VAR}")

@@ -207,6 +207,16 @@ def test_resolve_mode_precedence():
     assert resolve_mode("verify", {}, None) is Mode.VERIFY
     with pytest.raises(ConfigError, match="valid modes: off, record, replay, strict, verify"):
         resolve_mode("bogus", {}, None)
+    assert resolve_mode(None, {"PYTEST_REPLAY_MODE": ""}, None) is Mode.REPLAY  # unset
+
+
+def test_an_empty_replay_flag_is_an_error_not_the_default(rt):
+    # CI's `pytest --replay=$MODE` with MODE unset must not record missing cassettes.
+    rt.module("def test_a(replay):\n    replay.fact('a', lambda: 1)\n")
+    result = rt.run("--replay=")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*empty replay mode (from --replay)*", "*Fix: give a mode*"])
+    assert not (rt.root / "cassettes").exists()
 
 
 def test_strict_cannot_be_weakened_by_an_override():
