@@ -590,3 +590,21 @@ def test_t():
     result = rt.run("--replay=strict")
     assert "OverflowError" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*Fix:*"])
+
+
+def test_strict_without_a_cassette_says_so_when_ambient_is_on(rt):
+    # Ambient turned on by the ini and by a marker: a new test pushed without its
+    # cassette must fail as replay_missing_cassette, not error in setup about
+    # missing ambient start values.
+    rt.pytester.makeini("[pytest]\nreplay_ambient = clock random uuid\n")
+    rt.module(
+        "import random, time\nimport pytest\n\n"
+        "def test_ini():\n    random.random()\n\n"
+        "@pytest.mark.replay(clock='tick', random=True)\n"
+        "def test_marker(replay):\n    time.time()\n"
+    )
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert out.count("replay_missing_cassette: no cassette for this test") == 2
+    assert "recorded without" not in out

@@ -117,6 +117,10 @@ def install(session: ReplaySession) -> Any:
         if mode is Mode.VERIFY:
             _account_for_recorded(session.facts)
         return _OFF  # off (or a live mode that records nothing): the real world
+    if session.context.recorded is None and not mode.live_io:
+        # Strict with no cassette: nothing to serve; the test fails before its
+        # body with replay_missing_cassette, which names the real problem.
+        return _OFF
     from .recorder import Ambient
 
     ambient = Ambient(session, clock=clock or False, random=bool(rand), uuid=bool(uuids))
