@@ -423,6 +423,15 @@ class RingLog:
                 current=f"{size} bytes",
                 fix=f"the file was cut short; re-record it or delete {path}",
             )
+        if size > need:
+            # Bytes past the last slot are no record: an append or a bad merge.
+            raise HeaderMismatch(
+                f"ring log is longer than its {capacity} record slots",
+                place=f"{path} byte {need}",
+                recorded=f"{need} bytes",
+                current=f"{size} bytes",
+                fix=f"the file was appended to or merged badly; re-record it or delete {path}",
+            )
         return capacity, int(header["next_slot"][0]) % capacity
 
     # --- properties -------------------------------------------------------------------

@@ -333,6 +333,18 @@ def test_a_file_shorter_than_its_records_is_truncated(path: Path) -> None:
     assert info.value.recorded == f"{32 + 64 * 4} bytes"
 
 
+def test_bytes_past_the_last_slot_are_rejected(path: Path) -> None:
+    write_header(path, 4, body_records=4)
+    with path.open("ab") as fh:
+        fh.write(b"xxxx")  # an append or a bad merge
+    for read in (lambda: RingLog.open(path, 4), lambda: read_records(path)):
+        with pytest.raises(HeaderMismatch) as info:
+            read()
+        assert "longer than its 4 record slots" in str(info.value)
+        assert info.value.place == f"{path} byte {32 + 64 * 4}"
+        assert str(path) in info.value.fix
+
+
 def test_sync_fsyncs_the_log(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
