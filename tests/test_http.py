@@ -584,14 +584,20 @@ def test_a_corrupt_http_section_is_a_clear_error(hrt):
     hrt.record().assert_outcomes(passed=1)
     path = hrt.cassette("test_t")
     path.write_text(path.read_text().replace('"status": 200', '"status": "ok"'))
-    result = hrt.run()
-    result.assert_outcomes(failed=1)
+    result = hrt.run("-s")
+    # At setup, before the body (and its request) runs, with the test named.
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
+            "*ERROR at setup of test_t*",
             "*replay_cassette: http interaction #0 is malformed: response 'status' must be an HTTP status code",
-            "*Fix: restore the cassette from version control*",
+            "*test:      test_mod.py::test_t",
+            "*Fix: restore the cassette from version control, or re-record: "
+            "pytest --replay=record 'test_mod.py::test_t'",
         ]
     )
+    assert "<test node id>" not in result.stdout.str()
+    assert "requests/" not in result.stdout.str()  # no traceback through the client
 
 
 LAZY_CONFTEST = """

@@ -84,6 +84,10 @@ class HttpRecorder:
     # -- lifetime: from the replay fixture's setup to its teardown ---------------------
 
     def start(self) -> None:
+        if self.replaying and self.ctx.section("http"):
+            # Checked now, so a malformed line errors the test at setup (as a bad
+            # section of any other kind does), not inside the HTTP client later.
+            self.stored  # noqa: B018
         if self.ctx.run_mode is Mode.STRICT:
             self._guard = NetworkGuard(self.allow_hosts, self._blocked)
             self._guard.install()
@@ -211,10 +215,13 @@ class HttpRecorder:
 
     @property
     def stored(self) -> list[dict[str, Any]]:
-        """The cassette's interactions (shape-checked on first use; [] when disabled)."""
+        """The cassette's interactions (shape-checked once, at setup; [] when disabled)."""
         if self._stored is None:
             section = self.ctx.section("http") if self.enabled else None
-            self._stored = parse_section(section, self.ctx.shown)
+            try:
+                self._stored = parse_section(section, self.ctx.shown)
+            except CassetteError as err:
+                raise self.ctx.error(err) from None  # names the test, fills the Fix
         return self._stored
 
     def _build_index(self) -> FifoIndex:
