@@ -65,7 +65,7 @@ class ReplayRun:
             display_path(cache_dir / "replay" / "diffs", self.rootdir),
         )
         self.ini_settings: dict[str, Any] = {
-            "missing_fact_retryable": config.getini("replay_missing_fact_retryable"),
+            "missing_fact_retryable": _bool_ini(config, "replay_missing_fact_retryable"),
             "blob_threshold": _int_ini(config, "replay_blob_threshold", DEFAULT_BLOB_THRESHOLD),
             "allow_hosts": _allow_hosts(config),
         }
@@ -144,11 +144,30 @@ def _allow_hosts(config: pytest.Config) -> tuple[str, ...]:
 
 
 def _int_ini(config: pytest.Config, name: str, default: int) -> int:
+    """A whole number >= 0 from the ini (a byte count)."""
     raw = config.getini(name)
     try:
-        return int(raw) if raw not in (None, "") else default
+        value = int(raw) if raw not in (None, "") else default
     except ValueError:
-        raise pytest.UsageError(f"ini option {name} must be an integer, got {raw!r}") from None
+        value = -1
+    if value < 0:
+        raise pytest.UsageError(_ini_error(name, raw, "a byte count >= 0", f"{name} = {default}"))
+    return value
+
+
+def _bool_ini(config: pytest.Config, name: str) -> bool:
+    try:
+        return bool(config.getini(name))
+    except ValueError as exc:  # pytest's own parse: "invalid truth value 'maybe'"
+        raw = str(exc).rpartition("value ")[2].strip("'\"") or str(exc)
+        raise pytest.UsageError(_ini_error(name, raw, "true or false", f"{name} = true")) from None
+
+
+def _ini_error(name: str, raw: object, expected: str, example: str) -> str:
+    return (
+        f"replay_config: ini option {name} must be {expected}, got {raw!r}\n"
+        f"  Fix: set it in the [pytest] section of your ini file, e.g. {example}"
+    )
 
 
 # --- start-up ---------------------------------------------------------------------

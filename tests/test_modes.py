@@ -306,3 +306,19 @@ def test_a_failing_first_recording_says_nothing_was_written(rt):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*NOT SAVED (test failed, nothing written): test_mod.py::test_t"])
     assert rt.cassettes() == []
+
+
+@pytest.mark.parametrize(
+    ("option", "shown"),
+    [
+        ("replay_missing_fact_retryable=maybe", "must be true or false, got 'maybe'"),
+        ("replay_blob_threshold=x", "must be a byte count >= 0, got 'x'"),
+        ("replay_blob_threshold=-5", "must be a byte count >= 0, got '-5'"),
+    ],
+)
+def test_bad_ini_values_name_the_option_and_a_fix(rt, option, shown):
+    rt.module("def test_a(replay):\n    pass\n")
+    result = rt.run("-o", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    name = option.split("=")[0]
+    result.stderr.fnmatch_lines([f"*replay_config: ini option {name} {shown}*", "*Fix: set it*"])
