@@ -400,7 +400,10 @@ class RingLog:
                 "not a VRRL0001 ring log (bad file magic)",
                 place=f"{path} byte 0",
                 recorded=LOG_MAGIC.decode(),
-                current=magic.decode("latin-1"),
+                # Printable ASCII as text, anything else as hex: safe in a CI log.
+                current=magic.decode()
+                if magic.isascii() and magic.decode().isprintable()
+                else f"0x{magic.hex()}",
                 fix=f"delete or re-record {path}; it is not a ring log or is corrupt",
             )
         version = int(header["version"][0])

@@ -294,6 +294,11 @@ def test_corrupted_file_magic_rejected(path: Path) -> None:
         RingLog.open(path, 4)
     assert str(path) in info.value.fix
     assert "Fix:" in str(info.value)
+    assert info.value.current == "XXXX0001"
+    write_header(path, 4, magic=b"\xd4\xb4\xc3V(\xf1\xc5%")  # binary garbage
+    with pytest.raises(HeaderMismatch) as info:
+        RingLog.open(path, 4)
+    assert info.value.current == "0xd4b4c35628f1c525"
 
 
 def test_wrong_version_rejected(path: Path) -> None:
