@@ -226,7 +226,18 @@ def parse_document(data: bytes, path: Path, shown: str) -> dict[str, Any]:
             fix="delete it and re-record: pytest --replay=record {test}",
         )
     version = doc["pytest_replay"]
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SchemaVersionError(
+            f"cassette schema version must be the integer {SCHEMA_VERSION}, "
+            f"got {type(version).__name__} {version!r}",
+            cassette=shown,
+            place="pytest_replay:",
+            recorded=repr(version),
+            current=SCHEMA_VERSION,
+            fix=f"write 'pytest_replay: {SCHEMA_VERSION}' (no quotes) on the first line, "
+            "or re-record: pytest --replay=record {test}",
+        )
+    if version != SCHEMA_VERSION:
         raise SchemaVersionError(
             f"unknown cassette schema version {version!r}; this pytest_replay reads "
             f"version {SCHEMA_VERSION}",

@@ -126,6 +126,11 @@ def test_unknown_schema_version_is_a_clear_error():
         parse_document(b"pytest_replay: 7\ntest: t\n", Path("c.yaml"), "c.yaml")
     text = str(info.value)
     assert "unknown cassette schema version 7" in text and "Fix:" in text
+    for written in ('"1"', "1.0", "true"):
+        with pytest.raises(SchemaVersionError) as info:
+            parse_document(f"pytest_replay: {written}\ntest: t\n".encode(), Path("c"), "c")
+        text = str(info.value)
+        assert "must be the integer 1, got" in text and "(no quotes)" in text
 
 
 def test_corrupt_yaml_names_line_and_column():
