@@ -414,3 +414,39 @@ def test_xdist_workers_that_each_ran_part_of_a_module_merge_into_a_whole_one():
     assert one.whole() == set() and "did not run" in one.unsure()["/r/m.py"]
     merged = Usage.merge([one, two])
     assert merged.whole() == {"/r/m.py"} and merged.path_hook
+
+
+def test_a_module_left_off_the_command_line_is_not_checked_for_that_reason(suite, capsys):
+    rt = suite
+    rt.module("def test_o(replay):\n    replay.fact('o', lambda: 3)\n", name="test_other")
+    rt.record("test_other.py").assert_outcomes(passed=1)
+    rt.module(MODULE.format(extra=""))  # test_b deleted: unused, and test_mod.py runs whole
+    result = rt.run("test_mod.py", "--replay-report-unused")
+    result.assert_outcomes(passed=2)
+    data = report_of(rt)
+    assert data["partial"] is True
+    assert data["not_checked"] == {
+        "test_other.py": "not collected in this run: not among the paths or node ids "
+        "given to pytest"
+    }
+    result.stdout.fnmatch_lines(["not checked: test_other.py (not collected in this run: *)"])
+    assert "cassettes/test_mod/test_b.yaml" in data["cassettes"]
+    assert "cassettes/test_other/test_o.yaml" not in data["cassettes"]
+    code, out = prune(rt, capsys, "--allow-partial")
+    assert code == 0 and "deleted cassettes/test_mod/test_b.yaml" in out
+    assert (rt.root / "cassettes/test_other/test_o.yaml").exists()
+    rt.run("--replay=strict").assert_outcomes(passed=3)
+
+
+def test_a_class_left_out_by_a_node_id_leaves_its_module_partly_collected(rt):
+    rt.module(
+        "class TestA:\n    def test_a(self, replay):\n        replay.fact('a', lambda: 1)\n\n"
+        "class TestB:\n    def test_b(self, replay):\n        replay.fact('b', lambda: 2)\n"
+    )
+    rt.record().assert_outcomes(passed=2)
+    rt.run("test_mod.py::TestA", "--replay-report-unused").assert_outcomes(passed=1)
+    data = report_of(rt)
+    assert data["cassettes"] == []
+    assert data["not_checked"] == {
+        "test_mod.py": "only part of it was collected (node ids on the command line)"
+    }
