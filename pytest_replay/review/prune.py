@@ -71,23 +71,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pytest-replay prune: {exc}\n  Fix: run it again: {RUN_FIRST}")
         return 2
-    stale = _staleness(report)
-    if stale and not (args.dry_run or args.allow_stale):
-        print(
-            f"pytest-replay prune: refusing to delete from a report older than {stale}\n"
-            f"  Fix: run it again now: {RUN_FIRST}  (or, to delete what it lists all the "
-            "same, add --allow-stale)"
-        )
+    refusals = _refusals(report, args)
+    if refusals and not args.dry_run:
+        for why, flag in refusals:
+            print(f"pytest-replay prune: refusing to delete from {why}\n  Fix: {REFUSAL_FIX[flag]}")
         return 1
-    if report.partial:
-        _describe_partial(report)
-        if not (args.dry_run or args.allow_partial):
-            print(
-                "pytest-replay prune: refusing to delete from a partial report\n"
-                f"  Fix: run every test: {RUN_FIRST}  (or, to delete just what this "
-                "report lists, add --allow-partial)"
-            )
-            return 1
+    flags = " ".join(flag for _, flag in refusals)
+    for why, flag in refusals:
+        print(
+            f"pytest-replay prune --dry-run: prune would refuse to delete from {why}\n"
+            f"  Fix: {REFUSAL_FIX[flag]}"
+        )
+    if refusals:
+        print(f"what prune {flags} would do:")
     if not report.blobs_checked:
         print(
             "blobs were not checked (a pytest_replay_cassette_path hook may keep cassettes "
@@ -104,11 +100,39 @@ def run(args: argparse.Namespace) -> int:
             d.path.unlink(missing_ok=True)
             _remove_if_empty(d.path.parent)
         print(f"{verb} {d.shown}")
+    kept = len(decisions) - len(doomed)
+    if refusals:
+        print(
+            f"{len(doomed)} file(s) would be deleted by prune {flags}, {kept} kept; "
+            f"prune without {flags} refuses and deletes nothing (exit 1)"
+        )
+        return 1  # what the real prune returns: a dry run predicts it
     done = "would be deleted" if args.dry_run else "deleted"
-    print(f"{len(doomed)} file(s) {done}, {len(decisions) - len(doomed)} kept")
+    print(f"{len(doomed)} file(s) {done}, {kept} kept")
     if not args.dry_run:
         path.unlink(missing_ok=True)  # used up: the next prune needs a fresh run
     return 0
+
+
+REFUSAL_FIX = {
+    "--allow-stale": f"run it again now: {RUN_FIRST}  (or, to delete what it lists all the "
+    "same, add --allow-stale)",
+    "--allow-partial": f"run every test: {RUN_FIRST}  (or, to delete just what this "
+    "report lists, add --allow-partial)",
+}
+
+
+def _refusals(report: UnusedReport, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Why a prune without the flags would refuse: (what the report is, the flag), each."""
+    out = []
+    stale = _staleness(report)
+    if stale and not args.allow_stale:
+        out.append((f"a report older than {stale}", "--allow-stale"))
+    if report.partial:
+        _describe_partial(report)
+        if not args.allow_partial:
+            out.append(("a partial report", "--allow-partial"))
+    return out
 
 
 def _staleness(report: UnusedReport) -> str:
