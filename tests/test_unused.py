@@ -497,3 +497,44 @@ def test_prune_names_every_reason_it_refuses_at_once(suite, capsys):
     code, out = prune(rt, capsys, "--allow-stale")
     assert code == 1 and "partial" in out and "older than" not in out
     assert (rt.root / "cassettes/test_gone/test_x.yaml").exists()
+
+
+def test_prune_from_a_subdirectory_finds_the_report_of_the_rootdir(suite, capsys, monkeypatch):
+    rt = suite
+    rt.pytester.makeini("[pytest]\n")  # tox.ini: the project's top
+    rt.module(MODULE.format(extra=""))
+    rt.run("--replay-report-unused").assert_outcomes(passed=2)
+    deeper = rt.root / "cassettes" / "test_mod" / "deeper"
+    deeper.mkdir()
+    monkeypatch.chdir(deeper)
+    capsys.readouterr()
+    assert main(["prune", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("using the report ../../../.pytest_cache/replay/unused.json\n")
+    assert "would delete cassettes/test_mod/test_b.yaml" in out
+    assert main(["prune"]) == 0
+    assert not (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+    assert main(["prune"]) == 2  # used up: the message says where it looked
+    out = capsys.readouterr().out
+    assert (
+        "pytest-replay prune: no unused report: looked for .pytest_cache/replay/unused.json "
+        f"in {deeper} and every folder up to {rt.root} (the project's top: it holds tox.ini)\n"
+        "  Fix: run the whole suite first: pytest --replay-report-unused"
+    ) in out
+
+
+def test_prune_never_takes_the_report_of_an_enclosing_project(suite, capsys, monkeypatch):
+    rt = suite
+    rt.run("--replay-report-unused").assert_outcomes(passed=3)
+    inner = rt.root / "inner"
+    (inner / "tests").mkdir(parents=True)
+    (inner / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    monkeypatch.chdir(inner / "tests")
+    capsys.readouterr()
+    assert main(["prune"]) == 2
+    out = capsys.readouterr().out
+    assert f"every folder up to {inner} (the project's top: it holds pyproject.toml)" in out
+    assert (rt.root / ".pytest_cache/replay/unused.json").exists()
+    monkeypatch.chdir(rt.root)
+    assert main(["prune", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("using the report .pytest_cache/replay/unused.json\n")
