@@ -51,6 +51,9 @@ BLOB_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,8}")
 _VRRL_REF = re.compile(r"[^\s'\"/\\]+\.vrrl")
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+NOT_COLLECTED = "not collected in this run: not among the paths or node ids given to pytest"
+PARTLY_COLLECTED = "only part of it was collected (node ids on the command line)"
+
 
 # --- what one process saw -----------------------------------------------------------
 
@@ -100,8 +103,13 @@ class Usage:
             chosen.setdefault(item.path, set()).add(item.nodeid)
             if item.uses_replay:
                 self.replay_items.setdefault(item.path, set()).add(item.nodeid)
-        for path in set(self._pending.values()):
-            self.problems.setdefault(path, "only part of it was collected (node ids or -k)")
+        # A collector seen as a child but never collected itself: a whole module
+        # not asked for, or a class a node id left out (-k deselects, seen below).
+        partly = {path for nodeid, path in self._pending.items() if "::" in nodeid}
+        for path in partly:
+            self.problems.setdefault(path, PARTLY_COLLECTED)
+        for path in set(self._pending.values()) - partly:
+            self.problems.setdefault(path, NOT_COLLECTED)
         self._pending.clear()
         for path, all_items in self.items.items():
             left = len(all_items - chosen.get(path, set()))

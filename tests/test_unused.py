@@ -121,6 +121,15 @@ def test_a_subset_run_never_lists_the_tests_it_did_not_run(suite, capsys, how):
     code, out = prune(rt, capsys)
     assert code == 1 and "refusing to delete from a partial report" in out
     assert (rt.root / "cassettes/test_gone/test_x.yaml").exists()
+    code, out = prune(rt, capsys, "--dry-run")
+    assert code == 1
+    assert (
+        "pytest-replay prune --dry-run: prune would refuse to delete from a partial report" in out
+    )
+    assert "would delete cassettes/test_gone/test_x.yaml" in out
+    assert "would be deleted by prune --allow-partial" in out
+    assert prune(rt, capsys, "--dry-run", "--allow-partial")[0] == 0
+    assert (rt.root / "cassettes/test_gone/test_x.yaml").exists()
     code, out = prune(rt, capsys, "--allow-partial")
     assert code == 0 and "deleted cassettes/test_gone/test_x.yaml" in out
     assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
@@ -368,6 +377,25 @@ def test_prune_refuses_a_report_made_at_another_commit(suite, capsys):
     assert "refusing to delete from a report older than the checked-out commit" in out
     assert "Fix: run it again now: pytest --replay-report-unused" in out
     assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+    # The dry run says the real prune would refuse, shows what the flag would
+    # delete, and exits as the real prune would.
+    code, out = prune(rt, capsys, "--dry-run")
+    assert code == 1
+    assert (
+        "pytest-replay prune --dry-run: prune would refuse to delete from a report older "
+        "than the checked-out commit\n  Fix: run it again now: pytest --replay-report-unused  "
+        "(or, to delete what it lists all the same, add --allow-stale)\n"
+        "what prune --allow-stale would do:\n"
+    ) in out
+    assert "would delete cassettes/test_mod/test_b.yaml" in out
+    assert out.endswith(
+        "4 file(s) would be deleted by prune --allow-stale, 0 kept; "
+        "prune without --allow-stale refuses and deletes nothing (exit 1)\n"
+    )
+    assert (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+    code, out = prune(rt, capsys, "--dry-run", "--allow-stale")
+    assert code == 0 and out.endswith("4 file(s) would be deleted, 0 kept\n")
+    assert "refuse" not in out
     code, out = prune(rt, capsys, "--allow-stale")
     assert code == 0 and "deleted cassettes/test_mod/test_b.yaml" in out
 
@@ -394,7 +422,7 @@ def test_prune_refuses_when_a_test_module_changed_since_the_report(suite, capsys
     rt.run("--replay-report-unused").assert_outcomes(passed=2)
     (rt.root / "test_gone.py").write_text("def test_x(replay):\n    replay.fact('g', lambda: 0)\n")
     code, out = prune(rt, capsys, "--dry-run")
-    assert code == 0 and "  test_gone.py" in out and "would delete" in out
+    assert code == 1 and "  test_gone.py" in out and "prune would refuse" in out
     code, out = prune(rt, capsys)
     assert code == 1 and "  test_gone.py" in out
 
@@ -414,3 +442,99 @@ def test_xdist_workers_that_each_ran_part_of_a_module_merge_into_a_whole_one():
     assert one.whole() == set() and "did not run" in one.unsure()["/r/m.py"]
     merged = Usage.merge([one, two])
     assert merged.whole() == {"/r/m.py"} and merged.path_hook
+
+
+def test_a_module_left_off_the_command_line_is_not_checked_for_that_reason(suite, capsys):
+    rt = suite
+    rt.module("def test_o(replay):\n    replay.fact('o', lambda: 3)\n", name="test_other")
+    rt.record("test_other.py").assert_outcomes(passed=1)
+    rt.module(MODULE.format(extra=""))  # test_b deleted: unused, and test_mod.py runs whole
+    result = rt.run("test_mod.py", "--replay-report-unused")
+    result.assert_outcomes(passed=2)
+    data = report_of(rt)
+    assert data["partial"] is True
+    assert data["not_checked"] == {
+        "test_other.py": "not collected in this run: not among the paths or node ids "
+        "given to pytest"
+    }
+    result.stdout.fnmatch_lines(["not checked: test_other.py (not collected in this run: *)"])
+    assert "cassettes/test_mod/test_b.yaml" in data["cassettes"]
+    assert "cassettes/test_other/test_o.yaml" not in data["cassettes"]
+    code, out = prune(rt, capsys, "--allow-partial")
+    assert code == 0 and "deleted cassettes/test_mod/test_b.yaml" in out
+    assert (rt.root / "cassettes/test_other/test_o.yaml").exists()
+    rt.run("--replay=strict").assert_outcomes(passed=3)
+
+
+def test_a_class_left_out_by_a_node_id_leaves_its_module_partly_collected(rt):
+    rt.module(
+        "class TestA:\n    def test_a(self, replay):\n        replay.fact('a', lambda: 1)\n\n"
+        "class TestB:\n    def test_b(self, replay):\n        replay.fact('b', lambda: 2)\n"
+    )
+    rt.record().assert_outcomes(passed=2)
+    rt.run("test_mod.py::TestA", "--replay-report-unused").assert_outcomes(passed=1)
+    data = report_of(rt)
+    assert data["cassettes"] == []
+    assert data["not_checked"] == {
+        "test_mod.py": "only part of it was collected (node ids on the command line)"
+    }
+
+
+def test_prune_names_every_reason_it_refuses_at_once(suite, capsys):
+    rt = suite
+    result = rt.run("-k", "test_a", "--replay-report-unused")  # partial
+    assert result.ret == 0
+    assert report_of(rt)["cassettes"] == ["cassettes/test_gone/test_x.yaml"]
+    (rt.root / "test_gone.py").write_text("def test_x(replay):\n    replay.fact('g', lambda: 0)\n")
+    for args in [(), ("--dry-run",)]:
+        code, out = prune(rt, capsys, *args)
+        assert code == 1
+        assert "from a report older than the test modules" in out
+        assert "from a partial report" in out
+        assert "add --allow-stale" in out and "add --allow-partial" in out
+    assert "what prune --allow-stale --allow-partial would do:" in out
+    assert "would delete cassettes/test_gone/test_x.yaml" in out
+    code, out = prune(rt, capsys, "--allow-stale")
+    assert code == 1 and "partial" in out and "older than" not in out
+    assert (rt.root / "cassettes/test_gone/test_x.yaml").exists()
+
+
+def test_prune_from_a_subdirectory_finds_the_report_of_the_rootdir(suite, capsys, monkeypatch):
+    rt = suite
+    rt.pytester.makeini("[pytest]\n")  # tox.ini: the project's top
+    rt.module(MODULE.format(extra=""))
+    rt.run("--replay-report-unused").assert_outcomes(passed=2)
+    deeper = rt.root / "cassettes" / "test_mod" / "deeper"
+    deeper.mkdir()
+    monkeypatch.chdir(deeper)
+    capsys.readouterr()
+    assert main(["prune", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("using the report ../../../.pytest_cache/replay/unused.json\n")
+    assert "would delete cassettes/test_mod/test_b.yaml" in out
+    assert main(["prune"]) == 0
+    assert not (rt.root / "cassettes/test_mod/test_b.yaml").exists()
+    assert main(["prune"]) == 2  # used up: the message says where it looked
+    out = capsys.readouterr().out
+    assert (
+        "pytest-replay prune: no unused report: looked for .pytest_cache/replay/unused.json "
+        f"in {deeper} and every folder up to {rt.root} (the project's top: it holds tox.ini)\n"
+        "  Fix: run the whole suite first: pytest --replay-report-unused"
+    ) in out
+
+
+def test_prune_never_takes_the_report_of_an_enclosing_project(suite, capsys, monkeypatch):
+    rt = suite
+    rt.run("--replay-report-unused").assert_outcomes(passed=3)
+    inner = rt.root / "inner"
+    (inner / "tests").mkdir(parents=True)
+    (inner / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    monkeypatch.chdir(inner / "tests")
+    capsys.readouterr()
+    assert main(["prune"]) == 2
+    out = capsys.readouterr().out
+    assert f"every folder up to {inner} (the project's top: it holds pyproject.toml)" in out
+    assert (rt.root / ".pytest_cache/replay/unused.json").exists()
+    monkeypatch.chdir(rt.root)
+    assert main(["prune", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("using the report .pytest_cache/replay/unused.json\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--report",
         type=Path,
         default=None,
-        help=f"the report to read (default: {DEFAULT_REPORT})",
+        help=f"the report to read (default: the nearest {DEFAULT_REPORT} in this folder "
+        "or a parent, up to the project's top)",
     )
     prune.add_argument("--dry-run", action="store_true", help="list what would go; delete nothing")
     prune.add_argument(
@@ -59,35 +61,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.report or DEFAULT_REPORT
-    if not path.exists():
-        print(
-            f"pytest-replay prune: no unused report at {path}\n"
-            f"  Fix: run the whole suite first: {RUN_FIRST}  (or pass --report FILE)"
-        )
-        return 2
+    if args.report is not None:
+        path = args.report
+        if not path.exists():
+            print(
+                f"pytest-replay prune: no unused report at {path}\n"
+                f"  Fix: run the whole suite first: {RUN_FIRST}"
+            )
+            return 2
+    else:
+        found, stop = find_report(Path.cwd())
+        if found is None:
+            _no_report(stop)
+            return 2
+        path = found
+        print(f"using the report {_shown(path)}")
     try:
         report = UnusedReport.load(path)
     except ValueError as exc:
         print(f"pytest-replay prune: {exc}\n  Fix: run it again: {RUN_FIRST}")
         return 2
-    stale = _staleness(report)
-    if stale and not (args.dry_run or args.allow_stale):
-        print(
-            f"pytest-replay prune: refusing to delete from a report older than {stale}\n"
-            f"  Fix: run it again now: {RUN_FIRST}  (or, to delete what it lists all the "
-            "same, add --allow-stale)"
-        )
+    refusals = _refusals(report, args)
+    if refusals and not args.dry_run:
+        for why, flag in refusals:
+            print(f"pytest-replay prune: refusing to delete from {why}\n  Fix: {REFUSAL_FIX[flag]}")
         return 1
-    if report.partial:
-        _describe_partial(report)
-        if not (args.dry_run or args.allow_partial):
-            print(
-                "pytest-replay prune: refusing to delete from a partial report\n"
-                f"  Fix: run every test: {RUN_FIRST}  (or, to delete just what this "
-                "report lists, add --allow-partial)"
-            )
-            return 1
+    flags = " ".join(flag for _, flag in refusals)
+    for why, flag in refusals:
+        print(
+            f"pytest-replay prune --dry-run: prune would refuse to delete from {why}\n"
+            f"  Fix: {REFUSAL_FIX[flag]}"
+        )
+    if refusals:
+        print(f"what prune {flags} would do:")
     if not report.blobs_checked:
         print(
             "blobs were not checked (a pytest_replay_cassette_path hook may keep cassettes "
@@ -104,11 +110,85 @@ def run(args: argparse.Namespace) -> int:
             d.path.unlink(missing_ok=True)
             _remove_if_empty(d.path.parent)
         print(f"{verb} {d.shown}")
+    kept = len(decisions) - len(doomed)
+    if refusals:
+        print(
+            f"{len(doomed)} file(s) would be deleted by prune {flags}, {kept} kept; "
+            f"prune without {flags} refuses and deletes nothing (exit 1)"
+        )
+        return 1  # what the real prune returns: a dry run predicts it
     done = "would be deleted" if args.dry_run else "deleted"
-    print(f"{len(doomed)} file(s) {done}, {len(decisions) - len(doomed)} kept")
+    print(f"{len(doomed)} file(s) {done}, {kept} kept")
     if not args.dry_run:
         path.unlink(missing_ok=True)  # used up: the next prune needs a fresh run
     return 0
+
+
+REFUSAL_FIX = {
+    "--allow-stale": f"run it again now: {RUN_FIRST}  (or, to delete what it lists all the "
+    "same, add --allow-stale)",
+    "--allow-partial": f"run every test: {RUN_FIRST}  (or, to delete just what this "
+    "report lists, add --allow-partial)",
+}
+
+
+def _refusals(report: UnusedReport, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Why a prune without the flags would refuse: (what the report is, the flag), each."""
+    out = []
+    stale = _staleness(report)
+    if stale and not args.allow_stale:
+        out.append((f"a report older than {stale}", "--allow-stale"))
+    if report.partial:
+        _describe_partial(report)
+        if not args.allow_partial:
+            out.append(("a partial report", "--allow-partial"))
+    return out
+
+
+# A folder holding one of these is where pytest's rootdir search stops (as a
+# repository's top does for us): a report above it belongs to another project.
+PROJECT_MARKERS = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg", ".git")
+
+
+def find_report(start: Path) -> tuple[Path | None, Path]:
+    """The nearest report from ``start`` up, and the last folder looked in.
+
+    The search stops at the first folder holding a report, at a project's top
+    (``PROJECT_MARKERS``) or at the filesystem root.
+    """
+    folder = start.absolute()
+    while True:
+        candidate = folder / DEFAULT_REPORT
+        if candidate.is_file():
+            return candidate, folder
+        if _project_marker(folder) or folder.parent == folder:
+            return None, folder
+        folder = folder.parent
+
+
+def _project_marker(folder: Path) -> str | None:
+    return next((name for name in PROJECT_MARKERS if (folder / name).exists()), None)
+
+
+def _no_report(stop: Path) -> None:
+    cwd = Path.cwd().absolute()
+    where = str(cwd) if stop == cwd else f"{cwd} and every folder up to {stop}"
+    marker = _project_marker(stop)
+    end = f"the project's top: it holds {marker}" if marker else "the filesystem root"
+    print(
+        f"pytest-replay prune: no unused report: looked for {DEFAULT_REPORT} in {where} ({end})\n"
+        f"  Fix: run the whole suite first: {RUN_FIRST}  (or pass --report FILE, e.g. "
+        "when the project sets cache_dir)"
+    )
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it from here: relative where that is short."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive
+        return str(path)
+    return rel if len(rel) <= len(str(path)) else str(path)
 
 
 def _staleness(report: UnusedReport) -> str:
