@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import struct
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from pytest_replay.compare.arrays import (
     default_tolerances,
     npy_bytes_to_array,
 )
+from pytest_replay.ring import backend
 
 
 @contextlib.contextmanager
@@ -722,3 +724,28 @@ def test_gpu_recorded_on_device_and_npy_from_device() -> None:
     assert compare_arrays("g", cur.copy(), cur).ok
     data = array_to_npy_bytes(cur)
     assert np.array_equal(npy_bytes_to_array(data), np.arange(10, dtype=np.float64))
+
+
+class _BrokenCupyFinder:
+    """Makes ``import cupy`` fail the way a CuPy with broken CUDA libraries does."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name == "cupy":
+            raise RuntimeError("libcudart.so.12: cannot open shared object file")
+        return None
+
+
+def test_gpu_reason_when_importing_cupy_raises_something_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A gpu-marked test must skip with this reason, not error in setup.
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenCupyFinder(), *sys.meta_path])
+    backend.gpu_unavailable_reason.cache_clear()
+    try:
+        reason = backend.gpu_unavailable_reason()
+    finally:
+        backend.gpu_unavailable_reason.cache_clear()
+    assert reason == (
+        "CuPy cannot be imported: RuntimeError: libcudart.so.12: cannot open shared object file"
+    )
