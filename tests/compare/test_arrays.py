@@ -129,6 +129,43 @@ def test_integer_tolerance_runs_in_float64_without_overflow() -> None:
     assert compare_arrays("i", rec, cur, atol=200).ok
 
 
+@pytest.mark.parametrize(
+    ("dtype", "rec", "cur", "abs_error"),
+    [
+        (np.uint64, 2**60, 2**60 + 1, 1),
+        (np.int64, -(2**62), -(2**62) - 3, 3),
+        (np.int64, -(2**63), 2**63 - 1, 2**64 - 1),
+        (np.uint64, 0, 2**64 - 1, 2**64 - 1),
+        (np.int8, -128, 127, 255),
+    ],
+)
+def test_integer_errors_are_exact(dtype: Any, rec: int, cur: int, abs_error: int) -> None:
+    # float64 rounds 2**60 and 2**60 + 1 together: the error must not read as 0.
+    r = np.array([7, rec, 9], dtype=dtype)
+    c = np.array([7, cur, 9], dtype=dtype)
+    res = compare_arrays("i", r, c)
+    assert not res.ok
+    line = f"max abs error: {abs_error} at index (1,) (recorded {rec}, current {cur})"
+    assert line in res.details
+    assert res.payload["max_abs_error"] == {
+        "value": abs_error,
+        "index": [1],
+        "recorded": rec,
+        "current": cur,
+    }
+    assert json.loads(json.dumps(res.payload)) == res.payload
+
+
+def test_integer_tolerance_is_exact_for_large_int64() -> None:
+    rec = np.array([5, 2**60], dtype=np.int64)
+    cur = np.array([5, 2**60 + 3], dtype=np.int64)
+    res = compare_arrays("i", rec, cur, atol=2)
+    assert not res.ok
+    assert res.place == "array 'i' index (1,)"
+    assert "max abs error: 3 at index (1,)" in "\n".join(res.details)
+    assert compare_arrays("i", rec, cur, atol=3).ok
+
+
 def test_bools_compare_exactly() -> None:
     rec = np.array([[True, False], [False, True]])
     cur = rec.copy()
@@ -235,6 +272,29 @@ def test_inf_mismatch_is_counted_in_the_message() -> None:
     assert res.payload["inf_mismatches"] == 1
     assert "inf mismatches (an inf must be the same inf): 1" in res.details
     assert res.recorded == "inf" and res.current == "-inf"
+
+
+@pytest.mark.parametrize("ulp", [None, 1])
+def test_no_error_figures_when_only_nan_or_inf_positions_differ(ulp: int | None) -> None:
+    rec = np.array([1.0, np.nan, 3.0, np.inf], dtype=np.float32)
+    cur = np.array([1.0, 2.0, np.nan, -np.inf], dtype=np.float32)
+    res = compare_arrays("a", rec, cur, ulp=ulp)
+    assert not res.ok
+    assert res.payload["mismatches"] == 3
+    text = "\n".join(res.details)
+    assert "max abs/rel error: no finite element differs (only NaN/inf mismatches)" in text
+    for measure in ("max abs error", "max rel error", "max ulp distance"):
+        assert measure not in text
+        assert measure.replace(" ", "_") not in res.payload
+    assert res.place == "array 'a' index (1,)"
+
+
+def test_error_figures_skip_special_values_and_name_the_finite_worst() -> None:
+    rec = np.array([1.0, np.nan, 3.0, 4.0], dtype=np.float64)
+    cur = np.array([1.0, 2.0, 3.0, 4.5], dtype=np.float64)
+    res = compare_arrays("a", rec, cur)
+    assert "max abs error: 0.5 at index (3,) (recorded 4.0, current 4.5)" in res.details
+    assert not any("no finite element differs" in line for line in res.details)
 
 
 def test_signed_zeros_are_equal() -> None:
