@@ -26,6 +26,7 @@ from pytest_replay.compare.arrays import (
     npy_bytes_to_array,
 )
 from pytest_replay.ring import backend
+from tests.ring.conftest import FakeCupyArray, install_fake_cupy_arrays
 
 
 @contextlib.contextmanager
@@ -784,6 +785,71 @@ def test_gpu_recorded_on_device_and_npy_from_device() -> None:
     assert compare_arrays("g", cur.copy(), cur).ok
     data = array_to_npy_bytes(cur)
     assert np.array_equal(npy_bytes_to_array(data), np.arange(10, dtype=np.float64))
+
+
+# --- the device path on a fake CuPy: only scalars cross to the host -----------------------
+
+
+@pytest.fixture
+def host_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the device arrays copied to the host (get()) under a fake ``cupy``."""
+    install_fake_cupy_arrays(monkeypatch)
+    monkeypatch.setattr(arrays, "_GPU_KERNELS", {})  # no fake kernel outlives the test
+    sizes: list[int] = []
+    real_get = FakeCupyArray.get
+
+    def spying_get(self: Any, out: Any = None) -> Any:
+        sizes.append(int(self.size))
+        return real_get(self, out)
+
+    monkeypatch.setattr(FakeCupyArray, "get", spying_get)
+    return sizes
+
+
+def _on_fake_device(array: np.ndarray) -> Any:
+    return np.array(array).view(FakeCupyArray)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "ufuncs"])
+@pytest.mark.parametrize("case", _gpu_cases(), ids=lambda c: c[0])
+def test_device_compare_never_copies_an_array_to_the_host(
+    case: Any, fused: bool, host_copies: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fused:
+        monkeypatch.setattr(arrays, "_gpu_fused_ok", lambda xp, rule: False)
+    _, rec, cur, kwargs = case
+    on_host = compare_arrays("g", rec, cur, **kwargs)
+    for recorded in (rec, _on_fake_device(rec)):  # recorded as .npy, or already on the device
+        on_device = compare_arrays("g", recorded, _on_fake_device(cur), **kwargs)
+        assert on_device.ok is on_host.ok
+        assert on_device.summary == on_host.summary
+        assert [d.replace("device cuda:0", "device cpu") for d in on_device.details] == list(
+            on_host.details
+        )
+        assert same_payload(on_device.payload, on_host.payload)
+        if "device" in on_device.payload:
+            assert on_device.payload["device"] == "cuda:0"
+    assert all(size <= 1 for size in host_copies), host_copies
+
+
+def test_device_compare_in_blocks_copies_only_scalars(
+    host_copies: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(arrays, "_GPU_BLOCK_ELEMS", 1000)
+    rec = np.linspace(-5, 5, 10_007, dtype=np.float32)
+    cur = rec * np.float32(1 + 1e-7)
+    cur[[17, 5003, 10_006]] += 1
+    cur[9000] = np.nan
+    for kwargs in ({}, {"ulp": 2}, {"max_mismatch": 10}):
+        res = compare_arrays("g", rec, _on_fake_device(cur), **kwargs)
+        assert res.payload["mismatches"] == 4
+    ints = np.arange(5000, dtype=np.int64) + 2**60
+    res = compare_arrays("i", ints, _on_fake_device(ints + 1))
+    assert res.payload["max_abs_error"]["value"] == 1
+    assert all(size <= 1 for size in host_copies), host_copies
+    # The spy sees a whole-array copy where one is meant to happen: storing the .npy.
+    array_to_npy_bytes(_on_fake_device(cur))
+    assert host_copies[-1] == cur.size
 
 
 class _BrokenCupyFinder:
