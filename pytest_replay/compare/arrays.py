@@ -451,6 +451,23 @@ def _as_compute(rule: _Rule, a: Any) -> Any:
     return a.astype(rule.compute, copy=False)
 
 
+def _int_abs_diff(xp: Any, rec: Any, cur: Any) -> Any:
+    """Exact ``|cur - rec|`` of integer or bool blocks, in the unsigned type of their width.
+
+    max - min can exceed the signed type (int8: 100 - -100), and float64 loses
+    the difference between large int64s (2**60 and 2**60 + 1); as unsigned
+    the wrapped subtraction is exact.
+    """
+    unsigned = np.dtype(f"u{rec.dtype.itemsize}")
+    diff = xp.maximum(rec, cur).view(unsigned)
+    xp.subtract(diff, xp.minimum(rec, cur).view(unsigned), out=diff)
+    return diff
+
+
+def _is_integer(rule: _Rule) -> bool:
+    return rule.dtype.kind in "biu"
+
+
 def _mismatch(xp: Any, rule: _Rule, rec: Any, cur: Any, blocks: _Blocks | None = None) -> Any:
     """Boolean mask of the elements of one block that fail the rule (exact path)."""
     if rule.mode == "exact":
@@ -463,8 +480,10 @@ def _mismatch(xp: Any, rule: _Rule, rec: Any, cur: Any, blocks: _Blocks | None =
         return _specials(xp, rule, _as_compute(rule, rec), _as_compute(rule, cur), bad)
     r, c = _as_compute(rule, rec), _as_compute(rule, cur)
     real = rule.real.type
-    diff = xp.abs(c - r)
     tol = xp.abs(r) * real(rule.rtol) + real(rule.atol)
+    if _is_integer(rule):  # integers are finite; their difference is exact
+        return ~(_int_abs_diff(xp, rec, cur) <= tol)
+    diff = xp.abs(c - r)
     bad = ~(diff <= tol)
     return _specials(xp, rule, r, c, bad)
 
@@ -574,7 +593,8 @@ def _count_mismatches(xp: Any, rule: _Rule, rec: Any, cur: Any) -> int:
     for lo in range(start, n, block):
         hi = min(lo + block, n)
         r, c = rec[lo:hi], cur[lo:hi]
-        if rule.mode == "tolerance" and _accepts(xp, rule, r, c, blocks):
+        # _accepts subtracts in float64, which would round large integers together.
+        if rule.mode == "tolerance" and not _is_integer(rule) and _accepts(xp, rule, r, c, blocks):
             continue
         count += int(xp.count_nonzero(_mismatch(xp, rule, r, c, blocks)))
     return count
@@ -623,6 +643,15 @@ def _statistics(xp: Any, rule: _Rule, rec: Any, cur: Any) -> _Stats:
         if stats.first < 0 and bool(bad.any()):
             stats.first = lo + int(xp.argmax(bad.view(xp.uint8)))
         if not rule.numeric:
+            continue
+        if _is_integer(rule):
+            # Exact: the worst element is found, and its error reported, without
+            # rounding through float64. Integers have no NaN or inf.
+            diff = _int_abs_diff(xp, r, c)
+            rel = diff / xp.abs(r.astype(np.float64))
+            xp.putmask(rel, diff == 0, 0)
+            stats.abs_err.offer(xp, diff, lo)
+            stats.rel_err.offer(xp, rel, lo)
             continue
         r, c = _as_compute(rule, r), _as_compute(rule, c)
         others = ~(xp.isfinite(r) & xp.isfinite(c))
@@ -814,20 +843,24 @@ def compare_arrays(
             "current": _json_scalar(first_cur),
         },
     }
+    if stats.abs_err is not None and stats.abs_err.value == 0:
+        # Errors are measured over finite pairs; a worst of 0 would point at a match.
+        details.append("max abs/rel error: no finite element differs (only NaN/inf mismatches)")
     for label, key, worst in (
         ("max abs error", "max_abs_error", stats.abs_err),
         ("max rel error", "max_rel_error", stats.rel_err),
         ("max ulp distance", "max_ulp_distance", stats.ulp),
     ):
-        if worst is None or worst.index < 0:
+        if worst is None or worst.index < 0 or not worst.value:
             continue
         idx, r_val, c_val = at(worst.index)
-        shown = str(int(worst.value)) if key == "max_ulp_distance" else _fmt_err(worst.value)
+        exact = key == "max_ulp_distance" or (key == "max_abs_error" and _is_integer(rule))
+        shown = str(int(worst.value)) if exact else _fmt_err(worst.value)
         details.append(
             f"{label}: {shown} at index {idx} (recorded {_show(r_val)}, current {_show(c_val)})"
         )
         payload[key] = {
-            "value": int(worst.value) if key == "max_ulp_distance" else _json_scalar(worst.value),
+            "value": int(worst.value) if exact else _json_scalar(worst.value),
             "index": list(idx),
             "recorded": _json_scalar(r_val),
             "current": _json_scalar(c_val),

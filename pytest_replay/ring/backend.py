@@ -31,6 +31,8 @@ def gpu_unavailable_reason() -> str | None:
         import cupy
     except ImportError:
         return "CuPy is not installed (pip install 'pytest-replay-cassettes[gpu]')"
+    except Exception as exc:  # installed, but its CUDA libraries fail to load
+        return f"CuPy cannot be imported: {type(exc).__name__}: {exc}"
     try:
         available = cupy.is_available()
     except Exception as exc:  # a broken CUDA install raises instead of answering

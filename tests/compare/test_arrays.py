@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import struct
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,8 @@ from pytest_replay.compare.arrays import (
     default_tolerances,
     npy_bytes_to_array,
 )
+from pytest_replay.ring import backend
+from tests.ring.conftest import FakeCupyArray, install_fake_cupy_arrays
 
 
 @contextlib.contextmanager
@@ -125,6 +128,43 @@ def test_integer_tolerance_runs_in_float64_without_overflow() -> None:
     cur = np.array([-100, 5], dtype=np.int8)
     assert not compare_arrays("i", rec, cur, atol=199).ok
     assert compare_arrays("i", rec, cur, atol=200).ok
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rec", "cur", "abs_error"),
+    [
+        (np.uint64, 2**60, 2**60 + 1, 1),
+        (np.int64, -(2**62), -(2**62) - 3, 3),
+        (np.int64, -(2**63), 2**63 - 1, 2**64 - 1),
+        (np.uint64, 0, 2**64 - 1, 2**64 - 1),
+        (np.int8, -128, 127, 255),
+    ],
+)
+def test_integer_errors_are_exact(dtype: Any, rec: int, cur: int, abs_error: int) -> None:
+    # float64 rounds 2**60 and 2**60 + 1 together: the error must not read as 0.
+    r = np.array([7, rec, 9], dtype=dtype)
+    c = np.array([7, cur, 9], dtype=dtype)
+    res = compare_arrays("i", r, c)
+    assert not res.ok
+    line = f"max abs error: {abs_error} at index (1,) (recorded {rec}, current {cur})"
+    assert line in res.details
+    assert res.payload["max_abs_error"] == {
+        "value": abs_error,
+        "index": [1],
+        "recorded": rec,
+        "current": cur,
+    }
+    assert json.loads(json.dumps(res.payload)) == res.payload
+
+
+def test_integer_tolerance_is_exact_for_large_int64() -> None:
+    rec = np.array([5, 2**60], dtype=np.int64)
+    cur = np.array([5, 2**60 + 3], dtype=np.int64)
+    res = compare_arrays("i", rec, cur, atol=2)
+    assert not res.ok
+    assert res.place == "array 'i' index (1,)"
+    assert "max abs error: 3 at index (1,)" in "\n".join(res.details)
+    assert compare_arrays("i", rec, cur, atol=3).ok
 
 
 def test_bools_compare_exactly() -> None:
@@ -233,6 +273,29 @@ def test_inf_mismatch_is_counted_in_the_message() -> None:
     assert res.payload["inf_mismatches"] == 1
     assert "inf mismatches (an inf must be the same inf): 1" in res.details
     assert res.recorded == "inf" and res.current == "-inf"
+
+
+@pytest.mark.parametrize("ulp", [None, 1])
+def test_no_error_figures_when_only_nan_or_inf_positions_differ(ulp: int | None) -> None:
+    rec = np.array([1.0, np.nan, 3.0, np.inf], dtype=np.float32)
+    cur = np.array([1.0, 2.0, np.nan, -np.inf], dtype=np.float32)
+    res = compare_arrays("a", rec, cur, ulp=ulp)
+    assert not res.ok
+    assert res.payload["mismatches"] == 3
+    text = "\n".join(res.details)
+    assert "max abs/rel error: no finite element differs (only NaN/inf mismatches)" in text
+    for measure in ("max abs error", "max rel error", "max ulp distance"):
+        assert measure not in text
+        assert measure.replace(" ", "_") not in res.payload
+    assert res.place == "array 'a' index (1,)"
+
+
+def test_error_figures_skip_special_values_and_name_the_finite_worst() -> None:
+    rec = np.array([1.0, np.nan, 3.0, 4.0], dtype=np.float64)
+    cur = np.array([1.0, 2.0, 3.0, 4.5], dtype=np.float64)
+    res = compare_arrays("a", rec, cur)
+    assert "max abs error: 0.5 at index (3,) (recorded 4.0, current 4.5)" in res.details
+    assert not any("no finite element differs" in line for line in res.details)
 
 
 def test_signed_zeros_are_equal() -> None:
@@ -722,3 +785,93 @@ def test_gpu_recorded_on_device_and_npy_from_device() -> None:
     assert compare_arrays("g", cur.copy(), cur).ok
     data = array_to_npy_bytes(cur)
     assert np.array_equal(npy_bytes_to_array(data), np.arange(10, dtype=np.float64))
+
+
+# --- the device path on a fake CuPy: only scalars cross to the host -----------------------
+
+
+@pytest.fixture
+def host_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the device arrays copied to the host (get()) under a fake ``cupy``."""
+    install_fake_cupy_arrays(monkeypatch)
+    monkeypatch.setattr(arrays, "_GPU_KERNELS", {})  # no fake kernel outlives the test
+    sizes: list[int] = []
+    real_get = FakeCupyArray.get
+
+    def spying_get(self: Any, out: Any = None) -> Any:
+        sizes.append(int(self.size))
+        return real_get(self, out)
+
+    monkeypatch.setattr(FakeCupyArray, "get", spying_get)
+    return sizes
+
+
+def _on_fake_device(array: np.ndarray) -> Any:
+    return np.array(array).view(FakeCupyArray)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "ufuncs"])
+@pytest.mark.parametrize("case", _gpu_cases(), ids=lambda c: c[0])
+def test_device_compare_never_copies_an_array_to_the_host(
+    case: Any, fused: bool, host_copies: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fused:
+        monkeypatch.setattr(arrays, "_gpu_fused_ok", lambda xp, rule: False)
+    _, rec, cur, kwargs = case
+    on_host = compare_arrays("g", rec, cur, **kwargs)
+    for recorded in (rec, _on_fake_device(rec)):  # recorded as .npy, or already on the device
+        on_device = compare_arrays("g", recorded, _on_fake_device(cur), **kwargs)
+        assert on_device.ok is on_host.ok
+        assert on_device.summary == on_host.summary
+        assert [d.replace("device cuda:0", "device cpu") for d in on_device.details] == list(
+            on_host.details
+        )
+        assert same_payload(on_device.payload, on_host.payload)
+        if "device" in on_device.payload:
+            assert on_device.payload["device"] == "cuda:0"
+    assert all(size <= 1 for size in host_copies), host_copies
+
+
+def test_device_compare_in_blocks_copies_only_scalars(
+    host_copies: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(arrays, "_GPU_BLOCK_ELEMS", 1000)
+    rec = np.linspace(-5, 5, 10_007, dtype=np.float32)
+    cur = rec * np.float32(1 + 1e-7)
+    cur[[17, 5003, 10_006]] += 1
+    cur[9000] = np.nan
+    for kwargs in ({}, {"ulp": 2}, {"max_mismatch": 10}):
+        res = compare_arrays("g", rec, _on_fake_device(cur), **kwargs)
+        assert res.payload["mismatches"] == 4
+    ints = np.arange(5000, dtype=np.int64) + 2**60
+    res = compare_arrays("i", ints, _on_fake_device(ints + 1))
+    assert res.payload["max_abs_error"]["value"] == 1
+    assert all(size <= 1 for size in host_copies), host_copies
+    # The spy sees a whole-array copy where one is meant to happen: storing the .npy.
+    array_to_npy_bytes(_on_fake_device(cur))
+    assert host_copies[-1] == cur.size
+
+
+class _BrokenCupyFinder:
+    """Makes ``import cupy`` fail the way a CuPy with broken CUDA libraries does."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name == "cupy":
+            raise RuntimeError("libcudart.so.12: cannot open shared object file")
+        return None
+
+
+def test_gpu_reason_when_importing_cupy_raises_something_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A gpu-marked test must skip with this reason, not error in setup.
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenCupyFinder(), *sys.meta_path])
+    backend.gpu_unavailable_reason.cache_clear()
+    try:
+        reason = backend.gpu_unavailable_reason()
+    finally:
+        backend.gpu_unavailable_reason.cache_clear()
+    assert reason == (
+        "CuPy cannot be imported: RuntimeError: libcudart.so.12: cannot open shared object file"
+    )

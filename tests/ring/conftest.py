@@ -98,3 +98,67 @@ def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setitem(sys.modules, "cupyx", pinned)
     yield fake
     _queued.clear()
+
+
+# --- a fake CuPy array module, for code written over ``xp`` (compare/arrays.py) ------------
+
+
+class FakeCupyArray(_FakeDeviceArray):
+    """A fake device array that passes for CuPy's: module name, ``device.id``, get()."""
+
+    __module__ = "cupy._core.core"
+    device = types.SimpleNamespace(id=0)
+
+
+class _FakeReductionKernel:
+    """Stand-in for the two ``cupy.ReductionKernel``s compare/arrays.py builds, by name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.name = args[6] if len(args) > 6 else kwargs["name"]
+
+    def __call__(self, *args: Any) -> Any:
+        host = [np.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+        if self.name == "pytest_replay_words_differ":
+            a, b = host
+            count = np.count_nonzero(a != b)
+        elif self.name.startswith("pytest_replay_suspects_"):
+            c, r, rtol, atol = host
+            real = type(rtol)
+            tol = np.abs(r.astype(real)) * rtol + atol
+            with np.errstate(all="ignore"):
+                excess = np.abs(c.astype(real) - r.astype(real)) - tol
+            count = np.count_nonzero(~(excess <= 0))
+        else:
+            raise AssertionError(f"no stand-in for reduction kernel {self.name!r}")
+        return np.asarray(np.int64(count)).view(FakeCupyArray)  # a 0-d device result
+
+
+class FakeArrayModule(types.ModuleType):
+    """NumPy's functions under the name ``cupy``, returning :class:`FakeCupyArray`s."""
+
+    ndarray = FakeCupyArray
+    ReductionKernel = _FakeReductionKernel
+
+    def __init__(self) -> None:
+        super().__init__("cupy")
+
+    def get_array_module(self, *arrays: Any) -> Any:
+        return self if any(isinstance(a, _FakeDeviceArray) for a in arrays) else np
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(np, name)
+        if isinstance(attr, type) or not callable(attr):
+            return attr  # dtypes (int64, uint8...) and constants
+
+        def on_device(*args: Any, **kwargs: Any) -> Any:
+            out = attr(*args, **kwargs)
+            return out.view(FakeCupyArray) if isinstance(out, np.ndarray) else out
+
+        return on_device
+
+
+def install_fake_cupy_arrays(monkeypatch: pytest.MonkeyPatch) -> FakeArrayModule:
+    """Put a :class:`FakeArrayModule` in ``sys.modules['cupy']`` for this test."""
+    fake = FakeArrayModule()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    return fake
