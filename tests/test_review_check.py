@@ -174,3 +174,20 @@ def test_git_diff_uses_textconv(rt):
         check=True,
     ).stdout
     assert "Bin" in raw  # without textconv the .vrrl is an opaque binary
+
+
+BAD_HTTP = 'http: |\n  > {"method": "GET", "uri": "http://a/"}\n  < {"status": 200,,}\n'
+
+
+def test_stats_lists_a_cassette_with_a_malformed_http_block_as_unreadable(rt, capsys):
+    record(rt)
+    bad = rt.root / "cassettes" / "bad.yaml"
+    bad.write_text(f"pytest_replay: 1\ntest: tests/x.py::t\n{BAD_HTTP}")
+    code, out, _ = run(capsys, "stats", "--json", rt.root)
+    data = json.loads(out)
+    assert code == 0 and data["cassettes"] == 2
+    assert data["sections"]["http"] == {"interactions": 0}
+    ((entry),) = data["unreadable"]
+    assert entry["path"] == str(bad) and "line 2 is not JSON" in entry["problem"]
+    code, out, _ = run(capsys, "stats", rt.root)
+    assert f"unreadable: {bad}: http interaction #0 is malformed: line 2 is not JSON" in out

@@ -60,7 +60,7 @@ def _one(path: Path, totals: dict[str, Any], refs: dict[Path, set[str]]) -> None
     if isinstance(tools, list) and tools:
         found.add("tools")
         sections["tools"]["events"] += len(tools)
-    http = interactions(doc.get("http"))
+    http = interactions(doc.get("http"), shown)
     if http:
         found.add("http")
         sections["http"]["interactions"] += len(http)

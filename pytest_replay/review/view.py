@@ -15,6 +15,7 @@ from ..cassette import HEADER_KEYS, parse_document, strip_volatile_section
 from ..compare.arrays import npy_bytes_to_array
 from ..errors import CassetteError
 from ..facts import FactLog
+from ..http.interaction import parse_section
 from ..modes import Mode
 from ..ring import read_records
 from ..steps import StepRecord, load_steps
@@ -109,11 +110,7 @@ def view_of(doc: dict[str, Any], shown: str, blobs: BlobStore, read_ring: RingRe
     )
     view.rings = _rings(doc.get("rings"), shown)
     view.arrays = _arrays(doc.get("arrays"), shown)
-    http = interactions(doc.get("http"))
-    if http is None:
-        view.other["http"] = strip_volatile_section("http", doc["http"])
-    else:
-        view.http = http
+    view.http = interactions(doc.get("http"), shown)
     for key, value in doc.items():
         if key not in KNOWN_SECTIONS:
             view.other[key] = strip_volatile_section(key, value)
@@ -175,41 +172,21 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def interactions(section: Any) -> list[Interaction] | None:
-    """The ``http:`` section as interactions (request.method/uri, response.status).
+def interactions(section: Any, shown: str) -> list[Interaction]:
+    """The ``http:`` block as interactions, read and checked by the replay's own parser.
 
-    Accepts a list of interactions or a mapping holding one under
-    ``interactions``; returns None for any other shape, which is then shown
-    as plain data.
+    A block a replay could not load (a line that is not JSON, a request
+    without its response, wrong field types) is a CassetteError naming it.
     """
-    if section is None:
-        return []
-    if isinstance(section, str):  # the plugin's own format: '> request' / '< response' lines
-        from ..errors import CassetteError
-        from ..http.interaction import parse_section
-
-        try:
-            section = parse_section(section, "http")
-        except CassetteError:
-            return None
-    items = section.get("interactions") if isinstance(section, dict) else section
-    if not isinstance(items, list):
-        return None
     out = []
-    for index, item in enumerate(items):
-        request = item.get("request") if isinstance(item, dict) else None
-        response = item.get("response") if isinstance(item, dict) else None
-        request = request if isinstance(request, dict) else {}
-        response = response if isinstance(response, dict) else {}
-        status = response.get("status")
-        if isinstance(status, dict):
-            status = status.get("code")
+    for index, item in enumerate(parse_section(section, shown)):
+        request, response = item["request"], item["response"]
         out.append(
             Interaction(
                 index=index,
-                method=str(request.get("method", "?")).upper(),
-                uri=str(request.get("uri", request.get("url", "?"))),
-                status=status,
+                method=request["method"].upper(),
+                uri=request["uri"],
+                status=response["status"],
                 raw=strip_volatile_section("http", item, item=True),
             )
         )
