@@ -411,3 +411,15 @@ def test_a_malformed_http_block_is_an_unreadable_cassette(tmp_path, capsys, bloc
             "  Fix: restore the cassette from version control, or re-record: "
             "pytest --replay=record 'tests/m.py::t'"
         )
+
+
+def test_fix_names_the_test_of_a_cassette_whose_yaml_breaks_below_the_header(tmp_path, capsys):
+    path = tmp_path / "cassettes" / "t.yaml"
+    path.parent.mkdir()
+    path.write_text("pytest_replay: 1\ntest: tests/m.py::t[a b]\n")
+    init(tmp_path)
+    commit_all(tmp_path)
+    path.write_text("pytest_replay: 1\ntest: tests/m.py::t[a b]\nfacts: [unclosed\n")
+    code, _, err = review(tmp_path, "HEAD", capsys=capsys)
+    assert code == 2 and "cassette is not valid YAML" in err
+    assert "pytest --replay=record 'tests/m.py::t[a b]'" in err and "<test node id>" not in err

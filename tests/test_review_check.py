@@ -179,6 +179,23 @@ def test_git_diff_uses_textconv(rt):
 BAD_HTTP = 'http: |\n  > {"method": "GET", "uri": "http://a/"}\n  < {"status": 200,,}\n'
 
 
+def test_check_fix_lines_name_the_cassettes_test(rt, capsys):
+    path = record(rt)
+    test = yaml.safe_load(path.read_text())["test"]
+    (npy,) = (rt.root / "cassettes" / ".blobs").glob("*.npy")
+    npy.write_bytes(npy.read_bytes()[:-4] + b"\x00\x00\x80\x7f")
+    code, out, _ = run(capsys, "check", path)
+    assert code == 1 and "does not match its digest" in out
+    assert f"pytest --replay=record '{test}'" in out
+    assert "<test node id>" not in out
+    bad = rt.root / "cassettes" / "bad.yaml"
+    bad.write_text(f"pytest_replay: 1\ntest: tests/x.py::t\n{BAD_HTTP}")
+    code, out, _ = run(capsys, "check", bad)
+    assert code == 1 and "http interaction #0 is malformed: line 2 is not JSON" in out
+    assert "pytest --replay=record tests/x.py::t" in out.replace("'", "")
+    assert "<test node id>" not in out
+
+
 def test_stats_lists_a_cassette_with_a_malformed_http_block_as_unreadable(rt, capsys):
     record(rt)
     bad = rt.root / "cassettes" / "bad.yaml"

@@ -33,6 +33,7 @@ def _say(command: str, message: str, fix: str | None = None) -> None:
 def _replay_error(command: str, err: ReplayError) -> None:
     where = f"{err.cassette}: " if err.cassette else ""
     place = f" (at {err.place})" if err.place else ""
+    err.with_context()  # a known test id goes into the Fix
     fix = err.fix.replace("{test}", "<test node id>") if err.fix else None
     _say(command, f"{where}{err.summary}{place}", fix)
 
@@ -73,9 +74,13 @@ def _check(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     path = Path(args.cassette)
     query = Query(tenant=args.tenant, after=args.after, before_ms=args.before_ms, limit=args.limit)
+    view = None
     try:
-        data = load_page(load_path(path), query)
+        view = load_path(path)
+        data = load_page(view, query)
     except ReplayError as err:
+        if view is not None:
+            err.with_context(test=view.test or None)
         _replay_error("show", err)
         return 2
     except CursorError as err:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..blobs import BlobStore
 from ..cassette import HEADER_KEYS, parse_document, strip_volatile_section
 from ..compare.arrays import npy_bytes_to_array
-from ..errors import CassetteError
+from ..errors import CassetteError, ReplayError
 from ..facts import FactLog
 from ..http.interaction import parse_section
 from ..modes import Mode
@@ -83,8 +84,34 @@ class View:
 
 
 def parse(data: bytes, shown: str) -> dict[str, Any]:
-    """``parse_document`` (which refuses YAML aliases, as cassettes never hold them)."""
-    return parse_document(data, Path(shown), shown)
+    """``parse_document`` (which refuses YAML aliases, as cassettes never hold them).
+
+    An error's Fix names the test of the ``test:`` header line when that line
+    can still be read on its own.
+    """
+    try:
+        return parse_document(data, Path(shown), shown)
+    except ReplayError as err:
+        raise err.with_context(test=header_test(data)) from None
+
+
+def header_test(data: bytes) -> str | None:
+    """The node id on the ``test:`` header line of a cassette the YAML parser refused."""
+    for line in data[:4096].splitlines()[:8]:
+        if line.startswith(b"test:"):
+            try:
+                value = yaml.safe_load(line)
+            except (yaml.YAMLError, ValueError):
+                return None
+            test = value.get("test") if isinstance(value, dict) else None
+            return test if isinstance(test, str) and test else None
+    return None
+
+
+def doc_test(doc: dict[str, Any]) -> str | None:
+    """The document's ``test:`` node id, if it has a usable one."""
+    test = doc.get("test")
+    return test if isinstance(test, str) and test else None
 
 
 def load_view(data: bytes, shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
@@ -93,6 +120,14 @@ def load_view(data: bytes, shown: str, blobs: BlobStore, read_ring: RingReader) 
 
 
 def view_of(doc: dict[str, Any], shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
+    """The decoded view of a parsed document; a ReplayError's Fix names its test."""
+    try:
+        return _view_of(doc, shown, blobs, read_ring)
+    except ReplayError as err:
+        raise err.with_context(test=doc_test(doc)) from None
+
+
+def _view_of(doc: dict[str, Any], shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
     log = FactLog(
         mode=Mode.STRICT, blobs=blobs, threshold=0, retryable=False, recorded=doc, shown=shown
     )
