@@ -208,3 +208,26 @@ def test_stats_lists_a_cassette_with_a_malformed_http_block_as_unreadable(rt, ca
     assert entry["path"] == str(bad) and "line 2 is not JSON" in entry["problem"]
     code, out, _ = run(capsys, "stats", rt.root)
     assert f"unreadable: {bad}: http interaction #0 is malformed: line 2 is not JSON" in out
+
+
+def test_stats_of_one_cassette_counts_references_from_every_cassette_of_its_store(rt, capsys):
+    """Blobs only another cassette uses are live: deleting them would break that test."""
+    record(rt)
+    blobs = rt.root / "cassettes" / ".blobs"
+    (blobs / ("f" * 64 + ".bin")).write_bytes(b"orphan")
+    rt.module("def test_o(replay):\n    replay.fact('x', lambda: 1)\n", "test_other")
+    rt.record("test_other.py").assert_outcomes(passed=1)
+    other = rt.cassette("test_o", "test_other")  # references none of the blobs itself
+    for path in (other, other.parent):
+        code, out, _ = run(capsys, "stats", "--json", path)
+        assert code == 0 and json.loads(out)["cassettes"] == 1
+        (b,) = json.loads(out)["blobs"]
+        assert (b["files"], b["referenced"], b["unreferenced"], b["unreferenced_bytes"]) == (
+            3,
+            2,
+            1,
+            6,
+        )
+        assert b["cassettes"] == 3
+    code, out, _ = run(capsys, "stats", other)
+    assert "2 referenced, 1 unreferenced (6 B) by the 3 cassette(s) using it" in out
