@@ -423,3 +423,30 @@ def test_fix_names_the_test_of_a_cassette_whose_yaml_breaks_below_the_header(tmp
     code, _, err = review(tmp_path, "HEAD", capsys=capsys)
     assert code == 2 and "cassette is not valid YAML" in err
     assert "pytest --replay=record 'tests/m.py::t[a b]'" in err and "<test node id>" not in err
+
+
+def test_a_path_that_exists_on_neither_side_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "cassettes").mkdir()
+    gone = tmp_path / "cassettes" / "gone.yaml"
+    gone.write_text("pytest_replay: 1\ntest: t\n")
+    init(tmp_path)
+    commit_all(tmp_path)
+    gone.unlink()
+    code, out, err = review(tmp_path, "HEAD", "cassettes/nosuch", capsys=capsys)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == (
+        "pytest-replay review: no such file or directory: cassettes/nosuch "
+        "(neither in the working tree nor at HEAD)"
+    )
+    assert lines[1].startswith("  Fix: pass existing cassette files or folders")
+    # deleted from the working tree but there at BASE: a removed cassette, not an error
+    code, out, err = review(tmp_path, "HEAD", "cassettes/gone.yaml", capsys=capsys)
+    assert code == 0 and "0 changed, 1 removed, 0 added" in out, err
+
+
+def test_max_items_below_zero_is_rejected(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["review", "-C", str(tmp_path), "HEAD", "--max-items", "-1"])
+    assert exc.value.code == 2
+    assert "--max-items: must be at least 0 (0 shows every change)" in capsys.readouterr().err
