@@ -450,3 +450,38 @@ def test_max_items_below_zero_is_rejected(tmp_path, capsys):
         main(["review", "-C", str(tmp_path), "HEAD", "--max-items", "-1"])
     assert exc.value.code == 2
     assert "--max-items: must be at least 0 (0 shows every change)" in capsys.readouterr().err
+
+
+AMBIENT = """
+import os, random, time
+import pytest
+
+@pytest.mark.replay(clock=True, random=True)
+def test_a(replay):
+    time.time()
+    random.random()
+    replay.fact("v", lambda: os.environ.get("REVIEW_V", "1"))
+"""
+
+
+def test_ambient_start_values_are_marked_as_clock_and_randomness(rt, capsys, monkeypatch):
+    monkeypatch.delenv("REVIEW_V", raising=False)
+    rt.module(AMBIENT)
+    rt.record().assert_outcomes(passed=1)
+    init(rt.root)
+    commit_all(rt.root)
+    monkeypatch.setenv("REVIEW_V", "2")
+    rt.record().assert_outcomes(passed=1)
+    code, out, err = review(rt.root, "HEAD", "--format", "json", capsys=capsys)
+    assert code == 0, err
+    (cassette,) = json.loads(out)["cassettes"]
+    facts = {c["data"]["key"]: c for c in cassette["changes"] if c["section"] == "facts"}
+    assert set(facts) == {"ambient|clock", "ambient|seed", "v"}
+    assert facts["ambient|clock"]["data"]["ambient"] is True
+    assert facts["ambient|seed"]["data"]["ambient"] is True
+    assert "ambient" not in facts["v"]["data"]
+    code, out, _ = review(rt.root, "HEAD", capsys=capsys)
+    assert "! ambient|clock: " in out and "! ambient|seed: " in out
+    for line in out.splitlines():
+        if line.lstrip().startswith("! ambient|"):
+            assert line.endswith("(clock/randomness)"), line

@@ -28,6 +28,9 @@ KNOWN_SECTIONS = frozenset(
     {*HEADER_KEYS, "facts", "payloads", "steps", "tools", "http", "rings", "arrays"}
 )
 AMBIENT_PREFIXES = ("now|", "now_millis|", "random_bytes|", "uuid4|")
+# The ambient recorder's start values (ambient/recorder.py CLOCK_KEY, SEED_KEY;
+# not imported: that module loads the patching code).
+AMBIENT_KEYS = frozenset({"ambient|clock", "ambient|seed"})
 
 RingReader = Callable[[str], np.ndarray]
 
@@ -229,8 +232,11 @@ def interactions(section: Any, shown: str) -> list[Interaction]:
 
 
 def is_ambient(key: str) -> bool:
-    """Clock and randomness facts (``now``, ``uuid4``...): they change on every re-record."""
-    return key.startswith(AMBIENT_PREFIXES) and "|state:" in key
+    """Clock and randomness facts (``now``, ``uuid4``, ``ambient|clock``...).
+
+    They change on every re-record.
+    """
+    return key in AMBIENT_KEYS or (key.startswith(AMBIENT_PREFIXES) and "|state:" in key)
 
 
 def preview(value: Any, width: int = 80) -> str:
