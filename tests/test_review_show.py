@@ -277,3 +277,13 @@ def test_show_fix_names_the_test_of_a_blob_that_fails_on_reading(tmp_path, capsy
     assert code == 2 and f"blob {blob}" in err
     assert "pytest --replay=record 'tests/x.py::t'" in err
     assert "<test node id>" not in err
+
+
+def test_show_limit_header_gives_the_real_total(tmp_path, capsys):
+    path = ring_cassette(tmp_path, [(0, i) for i in range(14)], facts=False)
+    code, out, _ = show(capsys, path, "--limit", "3")
+    assert code == 0 and "ring jobs: 14 record(s), showing 3\n" in out
+    code, out, _ = show(capsys, path, "--limit", "20")
+    assert code == 0 and "ring jobs: 14 record(s)\n" in out
+    page = show_json(capsys, path, "--limit", "3", "--tenant", "0")
+    assert page["counts"] == {"ring/jobs": 3} and page["totals"] == {"ring/jobs": 14}
