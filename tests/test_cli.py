@@ -99,4 +99,13 @@ def test_show_tenant_scoping_never_shows_another_tenants_records(rt, capsys):
     assert len(rows) == 10 and {r["tenant"] for r in rows} == {2}
     assert main(["show", "--tenant", "1", "--limit", "3", str(rt.cassette("test_r"))]) == 0
     out = capsys.readouterr().out
-    assert "ring dispatch (tenant 1): 3 record(s)" in out and "tenant=0" not in out
+    assert "ring dispatch (tenant 1): 10 record(s), showing 3" in out and "tenant=0" not in out
+
+
+def test_import_vcr_of_a_missing_path_is_a_usage_error_with_a_fix(tmp_path, capsys):
+    assert main(["import-vcr", str(tmp_path / "nosuch")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"pytest-replay import-vcr: no such file or directory: {tmp_path / 'nosuch'}",
+        "  Fix: pass existing vcrpy cassette files or folders",
+    ]

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from pytest_replay.cassette import Cassette, save_document
+from pytest_replay.cassette import Block, Cassette, save_document
+from pytest_replay.http.interaction import dump_section
 from pytest_replay.review.cli import main
 from pytest_replay.review.render import render_markdown
 from pytest_replay.review.semantic import Change
@@ -262,12 +263,12 @@ def test_unchanged_behaviour_and_paths_restrict_the_review(rt, capsys):
 
 
 def test_http_interactions_by_method_url_and_status(tmp_path, capsys):
-    """The http: section (vcrpy shape) is reviewed by method + URL + status."""
+    """The http: block is reviewed by method + URL + status."""
 
     def interaction(method, uri, status, body="ok"):
         return {
-            "request": {"method": method, "uri": uri, "body": None, "headers": {}},
-            "response": {"status": {"code": status, "message": "x"}, "body": {"string": body}},
+            "request": {"method": method, "uri": uri},
+            "response": {"status": status, "reason": "x", "body": body},
         }
 
     path = tmp_path / "cassettes" / "test_http" / "test_api.yaml"
@@ -282,15 +283,17 @@ def test_http_interactions_by_method_url_and_status(tmp_path, capsys):
         interaction("GET", "http://api.test/b", 200, body="changed"),
         interaction("DELETE", "http://api.test/d", 204),
     ]
-    save_document(path, Cassette.new_document("test_http.py::test_api", {"http": before}))
+    doc = Cassette.new_document("test_http.py::test_api", {"http": dump_section(before)})
+    save_document(path, doc)
     init(tmp_path)
     commit_all(tmp_path)
-    save_document(path, Cassette.new_document("test_http.py::test_api", {"http": after}))
+    doc = Cassette.new_document("test_http.py::test_api", {"http": dump_section(after)})
+    save_document(path, doc)
     code, out, _ = review(tmp_path, "HEAD", capsys=capsys)
     assert code == 0
     assert "! GET http://api.test/a: status 200 -> 500" in out
     assert "! GET http://api.test/b: status 200, 1 field(s) changed" in out
-    assert 'response.body.string: "ok" -> "changed"' in out
+    assert 'response.body: "ok" -> "changed"' in out
     assert "- POST http://api.test/c: status 201" in out
     assert "+ DELETE http://api.test/d: status 204" in out
 
@@ -375,3 +378,110 @@ def test_markdown_keeps_hostile_names_inside_their_cell_and_fence():
     assert "| <code>c&#124;d/&lt;x&gt;.yaml</code> | changed | !1 |" in text
     fence = text[text.index("````diff") :]
     assert fence.startswith("````diff\n! k\\n```\\n# injected: 1 -> 2\n    a\\nb\n````")
+
+
+GOOD_HTTP = '> {"method": "GET", "uri": "http://api.test/a"}\n< {"status": 200, "reason": "OK"}\n'
+
+
+@pytest.mark.parametrize(
+    ("block", "problem"),
+    [
+        (GOOD_HTTP.replace('"status": 200', '"status": 200,,'), "line 2 is not JSON"),
+        (GOOD_HTTP.replace("200", '"200"'), "'status' must be an HTTP status code"),
+        (GOOD_HTTP.split("\n")[0] + "\n", "a request line has no response line"),
+        ([{"request": {"method": "GET", "uri": "x"}}], "section 'http' must be a text block"),
+    ],
+)
+def test_a_malformed_http_block_is_an_unreadable_cassette(tmp_path, capsys, block, problem):
+    """Not 'interactions removed' and exit 0: the replay could not load it, so no report."""
+    path = tmp_path / "cassettes" / "m" / "t.yaml"
+    path.parent.mkdir(parents=True)
+    good = Block(GOOD_HTTP)
+    save_document(path, Cassette.new_document("tests/m.py::t", {"http": good}))
+    init(tmp_path)
+    commit_all(tmp_path)
+    save_document(path, Cassette.new_document("tests/m.py::t", {"http": block}))
+    for gate in ([], ["--fail-on", "removed"]):
+        code, out, err = review(tmp_path, "HEAD", *gate, capsys=capsys)
+        assert code == 2 and out == "", err
+        lines = err.splitlines()
+        assert lines[0].startswith(f"pytest-replay review: {path.relative_to(tmp_path)}: ")
+        assert problem in lines[0]
+        assert lines[1] == (
+            "  Fix: restore the cassette from version control, or re-record: "
+            "pytest --replay=record 'tests/m.py::t'"
+        )
+
+
+def test_fix_names_the_test_of_a_cassette_whose_yaml_breaks_below_the_header(tmp_path, capsys):
+    path = tmp_path / "cassettes" / "t.yaml"
+    path.parent.mkdir()
+    path.write_text("pytest_replay: 1\ntest: tests/m.py::t[a b]\n")
+    init(tmp_path)
+    commit_all(tmp_path)
+    path.write_text("pytest_replay: 1\ntest: tests/m.py::t[a b]\nfacts: [unclosed\n")
+    code, _, err = review(tmp_path, "HEAD", capsys=capsys)
+    assert code == 2 and "cassette is not valid YAML" in err
+    assert "pytest --replay=record 'tests/m.py::t[a b]'" in err and "<test node id>" not in err
+
+
+def test_a_path_that_exists_on_neither_side_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "cassettes").mkdir()
+    gone = tmp_path / "cassettes" / "gone.yaml"
+    gone.write_text("pytest_replay: 1\ntest: t\n")
+    init(tmp_path)
+    commit_all(tmp_path)
+    gone.unlink()
+    code, out, err = review(tmp_path, "HEAD", "cassettes/nosuch", capsys=capsys)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == (
+        "pytest-replay review: no such file or directory: cassettes/nosuch "
+        "(neither in the working tree nor at HEAD)"
+    )
+    assert lines[1].startswith("  Fix: pass existing cassette files or folders")
+    # deleted from the working tree but there at BASE: a removed cassette, not an error
+    code, out, err = review(tmp_path, "HEAD", "cassettes/gone.yaml", capsys=capsys)
+    assert code == 0 and "0 changed, 1 removed, 0 added" in out, err
+
+
+def test_max_items_below_zero_is_rejected(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["review", "-C", str(tmp_path), "HEAD", "--max-items", "-1"])
+    assert exc.value.code == 2
+    assert "--max-items: must be at least 0 (0 shows every change)" in capsys.readouterr().err
+
+
+AMBIENT = """
+import os, random, time
+import pytest
+
+@pytest.mark.replay(clock=True, random=True)
+def test_a(replay):
+    time.time()
+    random.random()
+    replay.fact("v", lambda: os.environ.get("REVIEW_V", "1"))
+"""
+
+
+def test_ambient_start_values_are_marked_as_clock_and_randomness(rt, capsys, monkeypatch):
+    monkeypatch.delenv("REVIEW_V", raising=False)
+    rt.module(AMBIENT)
+    rt.record().assert_outcomes(passed=1)
+    init(rt.root)
+    commit_all(rt.root)
+    monkeypatch.setenv("REVIEW_V", "2")
+    rt.record().assert_outcomes(passed=1)
+    code, out, err = review(rt.root, "HEAD", "--format", "json", capsys=capsys)
+    assert code == 0, err
+    (cassette,) = json.loads(out)["cassettes"]
+    facts = {c["data"]["key"]: c for c in cassette["changes"] if c["section"] == "facts"}
+    assert set(facts) == {"ambient|clock", "ambient|seed", "v"}
+    assert facts["ambient|clock"]["data"]["ambient"] is True
+    assert facts["ambient|seed"]["data"]["ambient"] is True
+    assert "ambient" not in facts["v"]["data"]
+    code, out, _ = review(rt.root, "HEAD", capsys=capsys)
+    assert "! ambient|clock: " in out and "! ambient|seed: " in out
+    for line in out.splitlines():
+        if line.lstrip().startswith("! ambient|"):
+            assert line.endswith("(clock/randomness)"), line

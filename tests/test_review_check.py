@@ -174,3 +174,60 @@ def test_git_diff_uses_textconv(rt):
         check=True,
     ).stdout
     assert "Bin" in raw  # without textconv the .vrrl is an opaque binary
+
+
+BAD_HTTP = 'http: |\n  > {"method": "GET", "uri": "http://a/"}\n  < {"status": 200,,}\n'
+
+
+def test_check_fix_lines_name_the_cassettes_test(rt, capsys):
+    path = record(rt)
+    test = yaml.safe_load(path.read_text())["test"]
+    (npy,) = (rt.root / "cassettes" / ".blobs").glob("*.npy")
+    npy.write_bytes(npy.read_bytes()[:-4] + b"\x00\x00\x80\x7f")
+    code, out, _ = run(capsys, "check", path)
+    assert code == 1 and "does not match its digest" in out
+    assert f"pytest --replay=record '{test}'" in out
+    assert "<test node id>" not in out
+    bad = rt.root / "cassettes" / "bad.yaml"
+    bad.write_text(f"pytest_replay: 1\ntest: tests/x.py::t\n{BAD_HTTP}")
+    code, out, _ = run(capsys, "check", bad)
+    assert code == 1 and "http interaction #0 is malformed: line 2 is not JSON" in out
+    assert "pytest --replay=record tests/x.py::t" in out.replace("'", "")
+    assert "<test node id>" not in out
+
+
+def test_stats_lists_a_cassette_with_a_malformed_http_block_as_unreadable(rt, capsys):
+    record(rt)
+    bad = rt.root / "cassettes" / "bad.yaml"
+    bad.write_text(f"pytest_replay: 1\ntest: tests/x.py::t\n{BAD_HTTP}")
+    code, out, _ = run(capsys, "stats", "--json", rt.root)
+    data = json.loads(out)
+    assert code == 0 and data["cassettes"] == 2
+    assert data["sections"]["http"] == {"interactions": 0}
+    ((entry),) = data["unreadable"]
+    assert entry["path"] == str(bad) and "line 2 is not JSON" in entry["problem"]
+    code, out, _ = run(capsys, "stats", rt.root)
+    assert f"unreadable: {bad}: http interaction #0 is malformed: line 2 is not JSON" in out
+
+
+def test_stats_of_one_cassette_counts_references_from_every_cassette_of_its_store(rt, capsys):
+    """Blobs only another cassette uses are live: deleting them would break that test."""
+    record(rt)
+    blobs = rt.root / "cassettes" / ".blobs"
+    (blobs / ("f" * 64 + ".bin")).write_bytes(b"orphan")
+    rt.module("def test_o(replay):\n    replay.fact('x', lambda: 1)\n", "test_other")
+    rt.record("test_other.py").assert_outcomes(passed=1)
+    other = rt.cassette("test_o", "test_other")  # references none of the blobs itself
+    for path in (other, other.parent):
+        code, out, _ = run(capsys, "stats", "--json", path)
+        assert code == 0 and json.loads(out)["cassettes"] == 1
+        (b,) = json.loads(out)["blobs"]
+        assert (b["files"], b["referenced"], b["unreferenced"], b["unreferenced_bytes"]) == (
+            3,
+            2,
+            1,
+            6,
+        )
+        assert b["cassettes"] == 3
+    code, out, _ = run(capsys, "stats", other)
+    assert "2 referenced, 1 unreferenced (6 B) by the 3 cassette(s) using it" in out

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pytest_replay.blobs import BlobStore
 from pytest_replay.errors import ReplayError
+from pytest_replay.http.interaction import dump_section
 from pytest_replay.review.cli import main
 from pytest_replay.review.integrity import check_cassette
 from pytest_replay.review.render import render_json, render_markdown, render_text
@@ -146,7 +147,19 @@ near_valid = st.fixed_dictionaries(
     optional={
         "steps": st.lists(step, max_size=3, unique_by=lambda s: (s["name"], s["ordinal"])),
         "tools": st.lists(st.fixed_dictionaries({"kind": names, "payload": odd}), max_size=3),
+        # the plugin's own block, so the diff meets it (other shapes are unreadable)
         "http": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "request": st.fixed_dictionaries({"method": names, "uri": names}),
+                    "response": st.fixed_dictionaries(
+                        {"status": st.integers(100, 999), "body": st.text(max_size=8)}
+                    ),
+                }
+            ),
+            max_size=3,
+        ).map(lambda items: str(dump_section(items)))
+        | st.lists(
             st.fixed_dictionaries(
                 {
                     "request": st.fixed_dictionaries({"method": odd, "uri": odd}),

@@ -249,3 +249,41 @@ def test_paging_through_every_page_gives_the_filtered_records_once(rows, tenant,
         assert (cursor["tenant"], cursor["before_ms"], cursor["limit"]) == (tenant, before, limit)
         after = cursor["after_id"]
     assert seen == expected
+
+
+def test_show_of_a_malformed_http_block_is_one_error_naming_the_test(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "pytest_replay: 1\ntest: tests/x.py::t\nhttp: |\n"
+        '  > {"method": "GET", "uri": "http://a/"}\n  < {"status": 200,,}\n'
+    )
+    code, out, err = show(capsys, path)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert lines[0].startswith(
+        f"pytest-replay show: {path}: http interaction #0 is malformed: line 2 is not JSON ("
+    )
+    assert lines[1].endswith("re-record: pytest --replay=record 'tests/x.py::t'")
+
+
+def test_show_fix_names_the_test_of_a_blob_that_fails_on_reading(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    pid, blob = "a" * 64, "b" * 64 + ".json"
+    path.write_text(
+        f'pytest_replay: 1\ntest: tests/x.py::t\nfacts: |\n  "k" {pid}\n'
+        f"payloads: |\n  {pid} blob {blob}\n"
+    )
+    code, _, err = show(capsys, path)
+    assert code == 2 and f"blob {blob}" in err
+    assert "pytest --replay=record 'tests/x.py::t'" in err
+    assert "<test node id>" not in err
+
+
+def test_show_limit_header_gives_the_real_total(tmp_path, capsys):
+    path = ring_cassette(tmp_path, [(0, i) for i in range(14)], facts=False)
+    code, out, _ = show(capsys, path, "--limit", "3")
+    assert code == 0 and "ring jobs: 14 record(s), showing 3\n" in out
+    code, out, _ = show(capsys, path, "--limit", "20")
+    assert code == 0 and "ring jobs: 14 record(s)\n" in out
+    page = show_json(capsys, path, "--limit", "3", "--tenant", "0")
+    assert page["counts"] == {"ring/jobs": 3} and page["totals"] == {"ring/jobs": 14}

@@ -33,6 +33,7 @@ def _say(command: str, message: str, fix: str | None = None) -> None:
 def _replay_error(command: str, err: ReplayError) -> None:
     where = f"{err.cassette}: " if err.cassette else ""
     place = f" (at {err.place})" if err.place else ""
+    err.with_context()  # a known test id goes into the Fix
     fix = err.fix.replace("{test}", "<test node id>") if err.fix else None
     _say(command, f"{where}{err.summary}{place}", fix)
 
@@ -73,9 +74,13 @@ def _check(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     path = Path(args.cassette)
     query = Query(tenant=args.tenant, after=args.after, before_ms=args.before_ms, limit=args.limit)
+    view = None
     try:
-        data = load_page(load_path(path), query)
+        view = load_path(path)
+        data = load_page(view, query)
     except ReplayError as err:
+        if view is not None:
+            err.with_context(test=view.test or None)
         _replay_error("show", err)
         return 2
     except CursorError as err:
@@ -160,7 +165,15 @@ def build_review(args: argparse.Namespace) -> Review:
     else:
         commit, label = default_base(repo)
     specs = _pathspecs(repo, Path(args.repo), args.paths)
-    base = AtRevision(Revision(repo, commit, label), specs)
+    revision = Revision(repo, commit, label)
+    for arg, spec in zip(args.paths, specs, strict=True):
+        if not (repo / spec).exists() and not revision.files([spec]):
+            raise GitError(
+                f"no such file or directory: {arg} (neither in the working tree nor at {label})",
+                fix="pass existing cassette files or folders "
+                "(relative to -C DIR when given, else to the current directory)",
+            )
+    base = AtRevision(revision, specs)
     try:
         return review_sides(base, WorkTree(repo, specs), commit=commit, base_label=label)
     finally:
@@ -207,14 +220,14 @@ def _review(args: argparse.Namespace) -> int:
 # --- the parser ----------------------------------------------------------------------
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
+def _at_least(minimum: int, hint: str = "") -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{hint}")
         return value
 
     return parse
@@ -227,7 +240,11 @@ def _import_vcr(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths]
     missing = [p for p in paths if not p.exists()]
     if missing:
-        _say("import-vcr", f"no such file or directory: {missing[0]}")
+        _say(
+            "import-vcr",
+            f"no such file or directory: {missing[0]}",
+            "pass existing vcrpy cassette files or folders",
+        )
         return 2
     sources = list(find_vcr_cassettes(paths))
     if args.out and len(sources) != 1:
@@ -279,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("-C", "--repo", default=".", metavar="DIR", help="repository (default: .)")
     review.add_argument(
         "--max-items",
-        type=int,
+        type=_at_least(0, " (0 shows every change)"),
         default=MAX_ITEMS,
         metavar="N",
         help=f"changes shown per section of a cassette (default {MAX_ITEMS}; 0: all)",

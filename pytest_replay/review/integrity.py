@@ -91,8 +91,9 @@ def _bad(path: Path, summary: str, place: str) -> CassetteError:
 
 def check_cassette(path: Path) -> Problem | None:
     """Load a cassette the way a replay would, decoding every payload and side file."""
-    from .view import load_path
+    from .view import View, load_path
 
+    view: View | None = None
     try:
         view = load_path(path)
         for pid in view.log.payload_ids() if view.log else ():
@@ -136,5 +137,7 @@ def check_cassette(path: Path) -> Problem | None:
         for name in sorted(blob_refs(view.doc)):
             view.blobs.get(name)
     except ReplayError as err:
+        if view is not None:
+            err.with_context(test=view.test or None)
         return Problem(path, err.render())
     return None

@@ -107,7 +107,7 @@ def _array_items(view: View) -> Iterator[dict[str, Any]]:
         yield {"id": f"arrays/{entry['name']}#{entry.get('ordinal', 0)}", **entry}
 
 
-def _ring_page(view: View, name: str, query: Query) -> tuple[list[dict[str, Any]], bool]:
+def _ring_page(view: View, name: str, query: Query) -> tuple[list[dict[str, Any]], int]:
     """Ring records filtered on whole columns; only the page becomes Python rows."""
     records = view.ring_records(name)
     keep = np.ones(len(records), dtype=bool)
@@ -126,25 +126,19 @@ def _ring_page(view: View, name: str, query: Query) -> tuple[list[dict[str, Any]
         {"id": f"ring/{name}/{int(i)}", **ring_row(int(i), records[int(i)])}
         for i in _head(visible, query.limit)
     ]
-    return _limited(rows, len(visible), query.limit)
+    return rows, len(visible)
 
 
 def _head(items: Any, limit: int | None) -> Any:
     return items if limit is None else items[:limit]
 
 
-def _limited(
-    rows: list[dict[str, Any]], total: int, limit: int | None
-) -> tuple[list[dict[str, Any]], bool]:
-    return rows, limit is not None and total > limit
-
-
-def _item_page(items: Iterator[dict[str, Any]], query: Query) -> tuple[list[dict[str, Any]], bool]:
+def _item_page(items: Iterator[dict[str, Any]], query: Query) -> tuple[list[dict[str, Any]], int]:
     rows = list(items)
     if query.after is not None:
         ids = [row["id"] for row in rows]
         rows = rows[ids.index(query.after) + 1 :] if query.after in ids else []
-    return _limited(_head(rows, query.limit), len(rows), query.limit)
+    return _head(rows, query.limit), len(rows)
 
 
 ITEM_COLLECTIONS = {
@@ -199,6 +193,7 @@ def page(view: View, query: Query) -> dict[str, Any]:
             "limit": query.limit,
         },
         "counts": {},
+        "totals": {},
         "pagination": {"after_collection": chosen, "next": {}},
         "collections": {},
     }
@@ -206,12 +201,13 @@ def page(view: View, query: Query) -> dict[str, Any]:
         if chosen is not None and name != chosen:
             continue
         if name.startswith("ring/"):
-            rows, more = _ring_page(view, name[len("ring/") :], query)
+            rows, total = _ring_page(view, name[len("ring/") :], query)
         else:
-            rows, more = _item_page(ITEM_COLLECTIONS[name](view), query)
+            rows, total = _item_page(ITEM_COLLECTIONS[name](view), query)
         out["collections"][name] = rows
         out["counts"][name] = len(rows)
-        if more:
+        out["totals"][name] = total
+        if total > len(rows):
             out["pagination"]["next"][name] = {
                 "after_id": rows[-1]["id"],
                 "after_collection": name,
@@ -296,7 +292,9 @@ def render_page(data: dict[str, Any], path: str) -> str:
         label = name.replace("ring/", "ring ", 1)
         suffix = f" ({', '.join(scope)})" if scope else ""
         noun = "record(s)" if name.startswith("ring/") else "item(s)"
-        lines.append(f"{label}{suffix}: {len(rows)} {noun}")
+        total = data["totals"].get(name, len(rows))
+        shown = f", showing {len(rows)}" if total > len(rows) else ""
+        lines.append(f"{label}{suffix}: {total} {noun}{shown}")
         lines.extend(f"  {_item_line(name, row)}" for row in rows)
         cursor = data["pagination"]["next"].get(name)
         if cursor:

@@ -31,12 +31,26 @@ def human(n: float) -> str:
     return f"{n:.1f} GiB"  # pragma: no cover
 
 
+def _blob_names(doc: dict[str, Any], table: PayloadTable) -> set[str]:
+    """Every blob a parsed cassette points at: ``*_blob`` keys and blob payloads."""
+    return blob_refs(doc) | {
+        data
+        for kind, data in map(table.stored, table.ids())
+        if kind == "blob"  # type: ignore[misc]
+    }
+
+
+def _payloads(doc: dict[str, Any], shown: str) -> PayloadTable:
+    table = PayloadTable(BlobStore(Path("."), shown), 0)
+    table.load_yaml(doc.get("payloads"), shown, decode=False)
+    return table
+
+
 def _one(path: Path, totals: dict[str, Any], refs: dict[Path, set[str]]) -> None:
     """Add one cassette's counts to ``totals`` (parsed only, no blob is read)."""
     shown = str(path)
     doc = parse(path.read_bytes(), shown)
-    table = PayloadTable(BlobStore(Path("."), shown), 0)
-    table.load_yaml(doc.get("payloads"), shown, decode=False)
+    table = _payloads(doc, shown)
     facts = parse_index(doc.get("facts"), shown)
     sections = totals["sections"]
     found = set()
@@ -60,7 +74,7 @@ def _one(path: Path, totals: dict[str, Any], refs: dict[Path, set[str]]) -> None
     if isinstance(tools, list) and tools:
         found.add("tools")
         sections["tools"]["events"] += len(tools)
-    http = interactions(doc.get("http"))
+    http = interactions(doc.get("http"), shown)
     if http:
         found.add("http")
         sections["http"]["interactions"] += len(http)
@@ -91,12 +105,30 @@ def _one(path: Path, totals: dict[str, Any], refs: dict[Path, set[str]]) -> None
     for key in doc:
         if key not in KNOWN_SECTIONS:
             totals["other"][str(key)] = totals["other"].get(str(key), 0) + 1
-    names = blob_refs(doc) | {
-        data
-        for kind, data in map(table.stored, table.ids())
-        if kind == "blob"  # type: ignore[misc]
-    }
-    refs.setdefault(blob_root_for(path), set()).update(names)
+    refs.setdefault(blob_root_for(path), set()).update(_blob_names(doc, table))
+
+
+def _other_users(root: Path, seen: set[Path], names: set[str]) -> tuple[int, int]:
+    """Add the references of the store's cassettes outside PATH to ``names``.
+
+    A store serves every cassette below its parent folder that has no nearer
+    ``.blobs``: a blob only those reference is not unreferenced. Returns
+    (cassettes using the store, those of them that could not be read).
+    """
+    users = unread = 0
+    for path in find_cassettes([root.parent]):
+        if blob_root_for(path) != root:
+            continue
+        users += 1
+        if path.resolve() in seen:
+            continue
+        shown = str(path)
+        try:
+            doc = parse(path.read_bytes(), shown)
+            names.update(_blob_names(doc, _payloads(doc, shown)))
+        except (ReplayError, OSError):
+            unread += 1
+    return users, unread
 
 
 def stats(paths: Iterable[Path]) -> dict[str, Any]:
@@ -121,7 +153,9 @@ def stats(paths: Iterable[Path]) -> dict[str, Any]:
     }
     refs: dict[Path, set[str]] = {}
     sizes = []
+    seen: set[Path] = set()
     for path in find_cassettes(paths):
+        seen.add(path.resolve())
         try:
             _one(path, totals, refs)
         except (ReplayError, OSError) as err:
@@ -135,6 +169,7 @@ def stats(paths: Iterable[Path]) -> dict[str, Any]:
     totals["sections"]["facts"].pop("missing payloads", None)
     totals["largest"] = [{"path": p, "bytes": s} for s, p in sorted(sizes, reverse=True)[:5]]
     for root, names in sorted(refs.items()):
+        users, unread = _other_users(root, seen, names)
         files = sorted(root.glob("*")) if root.is_dir() else []
         on_disk = {f.name: _size(f) for f in files if f.is_file() and not f.name.startswith(".")}
         used = set(on_disk) & names
@@ -147,6 +182,8 @@ def stats(paths: Iterable[Path]) -> dict[str, Any]:
                 "unreferenced": len(on_disk) - len(used),
                 "unreferenced_bytes": sum(s for n, s in on_disk.items() if n not in used),
                 "missing": len(names - set(on_disk)),
+                "cassettes": users,
+                "unreadable_cassettes": unread,
             }
         )
     return totals
@@ -171,8 +208,14 @@ def render_stats(data: dict[str, Any]) -> str:
         line = (
             f"blobs {blobs['dir']}: {blobs['files']} file(s), {human(blobs['bytes'])}; "
             f"{blobs['referenced']} referenced, {blobs['unreferenced']} unreferenced "
-            f"({human(blobs['unreferenced_bytes'])})"
+            f"({human(blobs['unreferenced_bytes'])}) by the {blobs['cassettes']} cassette(s) "
+            "using it"
         )
+        if blobs["unreadable_cassettes"]:
+            line += (
+                f"; {blobs['unreadable_cassettes']} of them outside PATH unreadable "
+                "(their blobs may be counted as unreferenced)"
+            )
         if blobs["missing"]:
             line += f"; {blobs['missing']} referenced but missing (run pytest-replay check)"
         lines.append(line)

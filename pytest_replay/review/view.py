@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..blobs import BlobStore
 from ..cassette import HEADER_KEYS, parse_document, strip_volatile_section
 from ..compare.arrays import npy_bytes_to_array
-from ..errors import CassetteError
+from ..errors import CassetteError, ReplayError
 from ..facts import FactLog
+from ..http.interaction import parse_section
 from ..modes import Mode
 from ..ring import read_records
 from ..steps import StepRecord, load_steps
@@ -26,6 +28,9 @@ KNOWN_SECTIONS = frozenset(
     {*HEADER_KEYS, "facts", "payloads", "steps", "tools", "http", "rings", "arrays"}
 )
 AMBIENT_PREFIXES = ("now|", "now_millis|", "random_bytes|", "uuid4|")
+# The ambient recorder's start values (ambient/recorder.py CLOCK_KEY, SEED_KEY;
+# not imported: that module loads the patching code).
+AMBIENT_KEYS = frozenset({"ambient|clock", "ambient|seed"})
 
 RingReader = Callable[[str], np.ndarray]
 
@@ -82,8 +87,34 @@ class View:
 
 
 def parse(data: bytes, shown: str) -> dict[str, Any]:
-    """``parse_document`` (which refuses YAML aliases, as cassettes never hold them)."""
-    return parse_document(data, Path(shown), shown)
+    """``parse_document`` (which refuses YAML aliases, as cassettes never hold them).
+
+    An error's Fix names the test of the ``test:`` header line when that line
+    can still be read on its own.
+    """
+    try:
+        return parse_document(data, Path(shown), shown)
+    except ReplayError as err:
+        raise err.with_context(test=header_test(data)) from None
+
+
+def header_test(data: bytes) -> str | None:
+    """The node id on the ``test:`` header line of a cassette the YAML parser refused."""
+    for line in data[:4096].splitlines()[:8]:
+        if line.startswith(b"test:"):
+            try:
+                value = yaml.safe_load(line)
+            except (yaml.YAMLError, ValueError):
+                return None
+            test = value.get("test") if isinstance(value, dict) else None
+            return test if isinstance(test, str) and test else None
+    return None
+
+
+def doc_test(doc: dict[str, Any]) -> str | None:
+    """The document's ``test:`` node id, if it has a usable one."""
+    test = doc.get("test")
+    return test if isinstance(test, str) and test else None
 
 
 def load_view(data: bytes, shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
@@ -92,6 +123,14 @@ def load_view(data: bytes, shown: str, blobs: BlobStore, read_ring: RingReader) 
 
 
 def view_of(doc: dict[str, Any], shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
+    """The decoded view of a parsed document; a ReplayError's Fix names its test."""
+    try:
+        return _view_of(doc, shown, blobs, read_ring)
+    except ReplayError as err:
+        raise err.with_context(test=doc_test(doc)) from None
+
+
+def _view_of(doc: dict[str, Any], shown: str, blobs: BlobStore, read_ring: RingReader) -> View:
     log = FactLog(
         mode=Mode.STRICT, blobs=blobs, threshold=0, retryable=False, recorded=doc, shown=shown
     )
@@ -109,11 +148,7 @@ def view_of(doc: dict[str, Any], shown: str, blobs: BlobStore, read_ring: RingRe
     )
     view.rings = _rings(doc.get("rings"), shown)
     view.arrays = _arrays(doc.get("arrays"), shown)
-    http = interactions(doc.get("http"))
-    if http is None:
-        view.other["http"] = strip_volatile_section("http", doc["http"])
-    else:
-        view.http = http
+    view.http = interactions(doc.get("http"), shown)
     for key, value in doc.items():
         if key not in KNOWN_SECTIONS:
             view.other[key] = strip_volatile_section(key, value)
@@ -175,41 +210,21 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def interactions(section: Any) -> list[Interaction] | None:
-    """The ``http:`` section as interactions (request.method/uri, response.status).
+def interactions(section: Any, shown: str) -> list[Interaction]:
+    """The ``http:`` block as interactions, read and checked by the replay's own parser.
 
-    Accepts a list of interactions or a mapping holding one under
-    ``interactions``; returns None for any other shape, which is then shown
-    as plain data.
+    A block a replay could not load (a line that is not JSON, a request
+    without its response, wrong field types) is a CassetteError naming it.
     """
-    if section is None:
-        return []
-    if isinstance(section, str):  # the plugin's own format: '> request' / '< response' lines
-        from ..errors import CassetteError
-        from ..http.interaction import parse_section
-
-        try:
-            section = parse_section(section, "http")
-        except CassetteError:
-            return None
-    items = section.get("interactions") if isinstance(section, dict) else section
-    if not isinstance(items, list):
-        return None
     out = []
-    for index, item in enumerate(items):
-        request = item.get("request") if isinstance(item, dict) else None
-        response = item.get("response") if isinstance(item, dict) else None
-        request = request if isinstance(request, dict) else {}
-        response = response if isinstance(response, dict) else {}
-        status = response.get("status")
-        if isinstance(status, dict):
-            status = status.get("code")
+    for index, item in enumerate(parse_section(section, shown)):
+        request, response = item["request"], item["response"]
         out.append(
             Interaction(
                 index=index,
-                method=str(request.get("method", "?")).upper(),
-                uri=str(request.get("uri", request.get("url", "?"))),
-                status=status,
+                method=request["method"].upper(),
+                uri=request["uri"],
+                status=response["status"],
                 raw=strip_volatile_section("http", item, item=True),
             )
         )
@@ -217,8 +232,11 @@ def interactions(section: Any) -> list[Interaction] | None:
 
 
 def is_ambient(key: str) -> bool:
-    """Clock and randomness facts (``now``, ``uuid4``...): they change on every re-record."""
-    return key.startswith(AMBIENT_PREFIXES) and "|state:" in key
+    """Clock and randomness facts (``now``, ``uuid4``, ``ambient|clock``...).
+
+    They change on every re-record.
+    """
+    return key in AMBIENT_KEYS or (key.startswith(AMBIENT_PREFIXES) and "|state:" in key)
 
 
 def preview(value: Any, width: int = 80) -> str:
