@@ -37,6 +37,7 @@ class ReplayRun:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.rootdir = config.rootpath
+        retryable = _bool_ini(config, "replay_missing_fact_retryable")
         try:
             self.mode = resolve_mode(
                 config.getoption("replay_mode"), os.environ, config.getini("replay_mode")
@@ -65,7 +66,7 @@ class ReplayRun:
             display_path(cache_dir / "replay" / "diffs", self.rootdir),
         )
         self.ini_settings: dict[str, Any] = {
-            "missing_fact_retryable": _bool_ini(config, "replay_missing_fact_retryable"),
+            "missing_fact_retryable": retryable,
             "blob_threshold": _int_ini(config, "replay_blob_threshold", DEFAULT_BLOB_THRESHOLD),
             "allow_hosts": _allow_hosts(config),
         }
@@ -158,7 +159,8 @@ def _int_ini(config: pytest.Config, name: str, default: int) -> int:
 def _bool_ini(config: pytest.Config, name: str) -> bool:
     try:
         return bool(config.getini(name))
-    except ValueError as exc:  # pytest's own parse: "invalid truth value 'maybe'"
+    # pytest's "invalid truth value 'maybe'": a ValueError before 9.2, a UsageError since.
+    except (ValueError, pytest.UsageError) as exc:
         raw = str(exc).rpartition("value ")[2].strip("'\"") or str(exc)
         raise pytest.UsageError(_ini_error(name, raw, "true or false", f"{name} = true")) from None
 
