@@ -45,18 +45,24 @@ def _write(text: str) -> None:
     stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "strict"))
 
 
+def _any_missing(command: str, paths: list[Path], what: str) -> bool:
+    """Say so (with a Fix) when a path given on the command line does not exist."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        _say(
+            command,
+            f"no such file or directory: {missing[0]}",
+            f"pass existing {what} files or folders",
+        )
+    return bool(missing)
+
+
 # --- check ---------------------------------------------------------------------------
 
 
 def _check(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths] or [Path(".")]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        _say(
-            "check",
-            f"no such file or directory: {missing[0]}",
-            "pass existing cassette files or folders",
-        )
+    if _any_missing("check", paths, "cassette"):
         return 2
     skipped: list[Path] = []
     files = list(find_cassettes(paths, skipped))
@@ -114,13 +120,7 @@ def _textconv(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths] or [Path(".")]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        _say(
-            "stats",
-            f"no such file or directory: {missing[0]}",
-            "pass existing cassette files or folders",
-        )
+    if _any_missing("stats", paths, "cassette"):
         return 2
     data = stats(paths)
     _write(json.dumps(data, indent=2) + "\n" if args.json else render_stats(data))
@@ -238,13 +238,7 @@ def _import_vcr(args: argparse.Namespace) -> int:
     from ..http.importer import find_vcr_cassettes, import_file
 
     paths = [Path(p) for p in args.paths]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        _say(
-            "import-vcr",
-            f"no such file or directory: {missing[0]}",
-            "pass existing vcrpy cassette files or folders",
-        )
+    if _any_missing("import-vcr", paths, "vcrpy cassette"):
         return 2
     sources = list(find_vcr_cassettes(paths))
     if args.out and len(sources) != 1:
