@@ -379,6 +379,11 @@ def read_test_id(path: Path) -> str | None:
             line = fh.readline(65536)
     except OSError:
         return None
+    return header_line_test(line)
+
+
+def header_line_test(line: bytes) -> str | None:
+    """The node id a cassette's ``test:`` header line holds, or None (parsed on its own)."""
     if not line.startswith(b"test:"):
         return None
     try:

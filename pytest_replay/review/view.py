@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ..blobs import BlobStore
 from ..cassette import HEADER_KEYS, parse_document, strip_volatile_section
@@ -21,6 +20,7 @@ from ..modes import Mode
 from ..ring import read_records
 from ..steps import StepRecord, load_steps
 from ..tools import ValueStore, load_events
+from ..usage import header_line_test
 from .sources import sidecar_name
 
 # Sections this module decodes; anything else is shown as plain data.
@@ -102,12 +102,7 @@ def header_test(data: bytes) -> str | None:
     """The node id on the ``test:`` header line of a cassette the YAML parser refused."""
     for line in data[:4096].splitlines()[:8]:
         if line.startswith(b"test:"):
-            try:
-                value = yaml.safe_load(line)
-            except (yaml.YAMLError, ValueError):
-                return None
-            test = value.get("test") if isinstance(value, dict) else None
-            return test if isinstance(test, str) and test else None
+            return header_line_test(line)
     return None
 
 
