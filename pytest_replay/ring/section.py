@@ -118,16 +118,15 @@ class RingSet:
     def to_yaml(self) -> dict[str, Any]:
         if not self.ctx.mode.records or not self.rings:
             return {}
+        return {"rings": {name: self._entry(name, ring) for name, ring in self.rings.items()}}
+
+    def _entry(self, name: str, ring: RingRecorder) -> dict[str, Any]:
+        stream = ring.stream()  # a copy of every record: taken once
         return {
-            "rings": {
-                name: {
-                    "log": sidecar_path(self.ctx.cassette_path, name).name,
-                    "records": len(ring.stream()),
-                    "capacity": ring.capacity,
-                    "digest": stream_digest(ring.stream()),
-                }
-                for name, ring in self.rings.items()
-            }
+            "log": sidecar_path(self.ctx.cassette_path, name).name,
+            "records": len(stream),
+            "capacity": ring.capacity,
+            "digest": stream_digest(stream),
         }
 
     def unused(self) -> list[str]:
