@@ -212,6 +212,12 @@ def parse_document(data: bytes, path: Path, shown: str) -> dict[str, Any]:
             fix="restore it from version control, or delete it and re-record: "
             "pytest --replay=record {test}",
         ) from None
+    except yaml.reader.ReaderError as exc:
+        # Bytes or characters YAML refuses before parsing: say which, and where.
+        summary, where, details = _unreadable_text(data, exc)
+        raise CassetteError(
+            summary, cassette=shown, place=where, details=details, fix=restore_fix()
+        ) from None
     except (yaml.YAMLError, ValueError, TypeError, RecursionError, MemoryError) as exc:
         raise CassetteError(
             f"cassette cannot be read as YAML: {type(exc).__name__}",
@@ -258,6 +264,51 @@ def parse_document(data: bytes, path: Path, shown: str) -> dict[str, Any]:
             fix=restore_fix(),
         )
     return doc
+
+
+# What YAML accepts in a stream (YAML 1.1, 5.1): tab, line ends, printable text.
+_NOT_YAML_TEXT = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _unreadable_text(data: bytes, exc: yaml.reader.ReaderError) -> tuple[str, str, list[str]]:
+    """(summary, place, details) for a file YAML's reader refused: its first bad byte or char.
+
+    PyYAML's own message counts characters or bytes depending on the loader
+    (and reads "ReaderError" where the C loader is used), so the position is
+    found here: a byte offset, and a line and column an editor can jump to.
+    """
+    start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
+    # Bytes that are not UTF-8 become lone surrogates, which the pattern refuses too.
+    text = data[start:].decode("utf-8", "surrogateescape")
+    found = _NOT_YAML_TEXT.search(text)
+    if found is None:  # refused for a reason of the reader's own: pass it on
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return f"cassette cannot be read as YAML: {reason}", "unknown place", []
+    index = found.start()
+    offset = start + len(text[:index].encode("utf-8", "surrogateescape"))
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    where = f"line {line}, column {column} (byte offset {offset})"
+    binary = " (a binary file?)" if b"\x00" in data[: offset + 512] else ""
+    code = ord(found.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return (
+            f"cassette is not UTF-8 text{binary}: byte 0x{code - 0xDC00:02x} at offset {offset}",
+            where,
+            [
+                "pytest_replay writes cassettes as UTF-8 YAML; "
+                "something else was written or copied over this file"
+            ],
+        )
+    return (
+        f"cassette holds a character YAML does not allow{binary}: U+{code:04X} at offset {offset}",
+        where,
+        [
+            "pytest_replay writes control characters escaped (\\x01), "
+            "never raw; the file was edited or damaged"
+        ],
+    )
 
 
 def _shares_nodes(doc: Any) -> bool:

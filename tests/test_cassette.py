@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,73 @@ _FUZZ = settings(
 def test_random_bytes_only_raise_our_error(tmp_path, data):
     with contextlib.suppress(CassetteError):
         _load_facts(data, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("data", "summary", "place"),
+    [
+        (
+            b"pytest_replay: 1\ntest: \xc3\xa9\xff\xfe",
+            "cassette is not UTF-8 text: byte 0xff at offset 25",
+            "line 2, column 8 (byte offset 25)",
+        ),
+        (
+            b"\x00\x89PNG\x1a\n" + bytes(range(256)),
+            "cassette holds a character YAML does not allow (a binary file?): U+0000 at offset 0",
+            "line 1, column 1 (byte offset 0)",
+        ),
+        (
+            b"\xef\xbb\xbfpytest_replay: 1\ntest: a\x07b\n",
+            "cassette holds a character YAML does not allow: U+0007 at offset 27",
+            "line 2, column 8 (byte offset 27)",
+        ),
+    ],
+)
+def test_a_binary_or_garbled_file_names_the_first_bad_byte(tmp_path, data, summary, place):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(data)
+    with pytest.raises(CassetteError) as info:
+        Cassette.load(path, blobs=BlobStore(tmp_path), shown="cassettes/c.yaml")
+    err = info.value
+    assert (err.summary, err.place, err.cassette) == (summary, place, "cassettes/c.yaml")
+    assert "Fix: restore the cassette from version control, or re-record" in str(err)
+
+
+_AT_OFFSET = re.compile(r"(?:byte 0x([0-9a-f]{2})|U\+([0-9A-F]{4,6})) at offset (\d+)")
+_HEADER = b"pytest_replay: 1\ntest: t\nfacts: |\n  "
+
+
+@_FUZZ
+@given(garbage=st.binary(max_size=300), headed=st.booleans())
+def test_random_bytes_that_are_not_text_name_the_offset_of_the_first_bad_one(
+    tmp_path, garbage, headed
+):
+    data = (_HEADER if headed else b"") + garbage
+    try:
+        parse_document(data, tmp_path / "c.yaml", "c.yaml")
+    except CassetteError as err:
+        error = err
+    else:
+        return
+    assert "ReaderError" not in error.summary
+    found = _AT_OFFSET.search(error.summary)
+    if found is None:
+        with contextlib.suppress(UnicodeDecodeError):
+            data.decode("utf-8")
+            return  # text: any of our errors will do
+        # not text, but the parser failed before the reader reached the bad bytes
+        assert error.place and error.place.startswith("line ")
+        return
+    offset = int(found[3])
+    assert error.place.endswith(f"(byte offset {offset})")
+    text = data[:offset].decode("utf-8")  # everything before it is text
+    if found[1] is not None:
+        assert data[offset] == int(found[1], 16)
+        with pytest.raises(UnicodeDecodeError):
+            data[offset:].decode("utf-8")
+    else:
+        assert data[offset:].decode("utf-8", "surrogateescape")[0] == chr(int(found[2], 16))
+    assert "\x00" not in text or error.summary.count("binary file")
 
 
 _yaml_values = st.recursive(
