@@ -34,6 +34,19 @@ def _valid_match_on(v: Any) -> bool:
     return valid_match_on(v)
 
 
+def _short_secrets(v: Any, source: str) -> ConfigError | None:
+    from .http.redact import short_values_error
+
+    return short_values_error(v, f"replay setting redact_values in {source}")
+
+
+# key -> a check of what is inside a value of the right type: its error, or None.
+ENTRY_CHECKS: dict[str, Callable[[Any, str], ConfigError | None]] = {
+    "redact_values": _short_secrets,
+}
+# Settings whose values no message repeats (they hold secrets).
+SECRET_KEYS = frozenset({"redact_values"})
+
 # key -> (validator, what a valid value is). Features add their keys here.
 KNOWN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mode": (_is_str_or_none, "a mode name: off, record, replay, strict, verify"),
@@ -103,7 +116,12 @@ def check(key: str, value: Any, source: str) -> None:
         )
     valid, what = KNOWN_KEYS[key]
     if not valid(value):
+        shown = f" (a {type(value).__name__})" if key in SECRET_KEYS else f"={value!r}"
         raise ConfigError(
-            f"replay setting {key}={value!r} in {source} is not valid",
+            f"replay setting {key}{shown} in {source} is not valid",
             fix=f"{key} must be {what}",
         )
+    entries = ENTRY_CHECKS.get(key)
+    error = entries(value, source) if entries is not None else None
+    if error is not None:
+        raise error

@@ -446,6 +446,61 @@ def test_redaction_canary_no_secret_byte_reaches_the_cassette_directory(hrt, mon
     assert _files_with_secrets(cassettes) == {}
 
 
+OWN_PLACEHOLDERS = """
+import pytest, requests
+
+# Each value also occurs in a placeholder the plugin writes: <volatile>, the
+# Date placeholder's 1970, {port1}, <redacted>. None of those may change.
+@pytest.mark.replay(redact_values=["vola", "1970", "port", "dact", "SECRET-VALUE-15"])
+def test_scrub(replay, server, live):
+    r = requests.post(
+        server.base + "/echo?token=abc&s=SECRET-VALUE-15", json={"note": "SECRET-VALUE-15"}
+    )
+    assert r.json()["method"] == "POST" and r.json()["path"] == "/echo"
+    # The echoed query is a string in the response: the name 'token' does not reach it.
+    assert r.json()["query"] == "token=abc&s=" + ("SECRET-VALUE-15" if live else "<redacted>")
+    assert len(server.hits) == (1 if live else 0)
+"""
+
+
+def test_redact_values_leave_the_plugins_placeholders_whole_and_replay(hrt):
+    hrt.module(OWN_PLACEHOLDERS)
+    hrt.record().assert_outcomes(passed=1)
+    text = hrt.cassette("test_scrub").read_text(encoding="utf-8")
+    assert "SECRET-VALUE-15" not in text
+    request, response = http_lines(hrt, "test_scrub")[0].values()
+    assert request["uri"] == "http://127.0.0.1:{port1}/echo?token=<redacted>&s=<redacted>"
+    assert request["headers"]["User-Agent"] == "<volatile>"
+    assert response["headers"]["Server"] == "<volatile>"
+    assert response["headers"]["Date"] == "Thu, 01 Jan 1970 00:00:00 GMT"
+    assert json.loads(request["body"]) == {"note": "<redacted>"}
+    hrt.run("--replay=strict").assert_outcomes(passed=1)
+
+
+SHORT_SECRET = """
+import pytest, requests
+
+@pytest.mark.replay(redact_values=["long-enough-secret", "q#"])
+def test_short(replay, server):
+    requests.get(server.base + "/echo")
+"""
+
+
+def test_a_redact_value_too_short_to_be_a_secret_errors_the_test_at_setup(hrt):
+    hrt.module(SHORT_SECRET)
+    result = hrt.record()
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "ERROR at setup of test_short" in out
+    assert (
+        "replay_config: replay setting redact_values in replay marker: value #2 (2 characters) "
+        "is too short to be a secret (the minimum is 4 characters)"
+    ) in out
+    assert "test:      test_mod.py::test_short" in out
+    assert "Fix: list only secrets of 4 characters or more in redact_values" in out
+    assert "long-enough-secret" not in out and not hrt.cassette("test_short").exists()
+
+
 STABLE = """
 import requests
 from tests.http_servers import BINARY, TEXT

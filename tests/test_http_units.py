@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from pytest_replay.blobs import BlobStore
 from pytest_replay.cassette import dump_document, parse_document
-from pytest_replay.errors import CassetteError
+from pytest_replay.config import merge_settings
+from pytest_replay.errors import CassetteError, ConfigError
 from pytest_replay.http.index import FifoIndex, key_function, valid_match_on
 from pytest_replay.http.interaction import (
     HttpRequest,
@@ -22,7 +23,14 @@ from pytest_replay.http.interaction import (
     parse_section,
 )
 from pytest_replay.http.network import NetworkGuard, parse_hosts
-from pytest_replay.http.normalise import PortMap, decode_body, encode_body, is_loopback, uri_parts
+from pytest_replay.http.normalise import (
+    DATE_PLACEHOLDER,
+    PortMap,
+    decode_body,
+    encode_body,
+    is_loopback,
+    uri_parts,
+)
 from pytest_replay.http.redact import REDACTED, Redactor, redact_json, redact_query, redact_uri
 
 FIELDS = Redactor().fields
@@ -221,6 +229,50 @@ def test_redactor_scrubs_names_values_and_lets_a_hook_finish():
         "Cookie": [f"x={REDACTED}; y={REDACTED}"],
     }
     assert Hook.calls == ["http_request", "http_response"]
+
+
+def test_listed_values_never_rewrite_the_plugins_own_placeholders_or_header_names():
+    red = Redactor(values=["vola", "1970", "dact", "port"])
+    _, uri, headers, body = red.request(
+        "GET",
+        "http://127.0.0.1:{port1}/report?token=t&v=vola",
+        {"User-Agent": ["<volatile>"], "Date": [DATE_PLACEHOLDER], "X-Vola": ["a vola"]},
+        b"<volatile> <redacted> {port2} 1970 vola",
+    )
+    assert uri == f"http://127.0.0.1:{{port1}}/re{REDACTED}?token={REDACTED}&v={REDACTED}"
+    assert headers == {
+        "User-Agent": ["<volatile>"],
+        "Date": [DATE_PLACEHOLDER],
+        "X-Vola": [f"a {REDACTED}"],
+    }
+    assert body == f"<volatile> <redacted> {{port2}} {REDACTED} {REDACTED}".encode()
+
+
+def test_a_listed_value_is_found_json_escaped_too():
+    secret = 'p\u00e4"ss\\w\u2028rd'
+    red = Redactor(values=[secret])
+    for body in (json.dumps({"p": secret}), json.dumps({"p": secret}, ensure_ascii=False)):
+        _, _, _, out = red.request("POST", "http://h/", {}, body.encode("utf-8"))
+        assert json.loads(out) == {"p": REDACTED}, body
+
+
+def test_values_too_short_to_be_secrets_are_refused_without_showing_them():
+    with pytest.raises(ConfigError) as info:
+        merge_settings({}, None, {"redact_values": ["q#", "long-enough-1", "", "Z"]})
+    text = str(info.value)
+    assert (
+        "replay setting redact_values in replay marker: values #1 (2 characters), "
+        "#4 (1 character) are too short to be secrets (the minimum is 4 characters)"
+    ) in text
+    assert "Fix: list only secrets of 4 characters or more in redact_values" in text
+    assert "q#" not in text and "long-enough-1" not in text
+    with pytest.raises(ConfigError) as info:
+        merge_settings({}, {"redact_values": ["long-enough-1", 5]}, {})
+    assert "long-enough-1" not in str(info.value)  # not even when the type is wrong
+    assert "redact_values (a list) in replay_config fixture is not valid" in str(info.value)
+    # Four characters will do; an empty value (an unset variable) is skipped.
+    values = merge_settings({}, None, {"redact_values": ["1234", ""]}).get("redact_values")
+    assert values == ["1234", ""] and Redactor(values=values).values == ["1234"]
 
 
 # --- matching ---------------------------------------------------------------------------

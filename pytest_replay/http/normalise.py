@@ -35,7 +35,8 @@ VOLATILE_HEADERS = frozenset(
         "user-agent",  # the client's version: re-recording after an upgrade changes nothing
     }
 )
-_PLACEHOLDERS = {"date": "Thu, 01 Jan 1970 00:00:00 GMT", "age": "0"}
+DATE_PLACEHOLDER = "Thu, 01 Jan 1970 00:00:00 GMT"
+_PLACEHOLDERS = {"date": DATE_PLACEHOLDER, "age": "0"}
 VOLATILE = "<volatile>"
 
 _LOOPBACK = r"(?:127(?:\.\d{1,3}){3}|localhost|\[::1\])"

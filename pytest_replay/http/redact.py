@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
 
-from .normalise import header, split_hostport
+from ..errors import ConfigError
+from .normalise import DATE_PLACEHOLDER, VOLATILE, header, split_hostport
 
 REDACTED = "<redacted>"
+# The shortest literal secret redact_values takes. Shorter values ("a", "id",
+# "GET") occur in almost any request or response (header values, JSON keys,
+# URIs), so scrubbing them corrupts what is recorded and replayed; four
+# characters is the shortest real secret (a PIN), and longer ones rarely
+# occur by chance.
+MIN_SECRET_LENGTH = 4
+# What the plugin itself writes into a stored exchange: a listed value is
+# never scrubbed out of these, so they stay what replay reads back.
+_OWN = "|".join([*(re.escape(p) for p in (REDACTED, VOLATILE, DATE_PLACEHOLDER)), r"\{port\d+\}"])
 DEFAULT_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
 )
@@ -104,20 +115,63 @@ def redact_headers(headers: dict[str, list[str]], names: frozenset[str]) -> dict
     return out
 
 
+def short_values(values: Iterable[str]) -> list[tuple[int, int]]:
+    """(position from 1, length) of each value too short to scrub; empty values are skipped."""
+    return [
+        (i, len(value))
+        for i, value in enumerate(values, 1)
+        if value and len(value) < MIN_SECRET_LENGTH
+    ]
+
+
+def short_values_error(values: Iterable[str], source: str) -> ConfigError | None:
+    """The error for values too short to scrub safely (never showing one), or None."""
+    short = short_values(values)
+    if not short:
+        return None
+    which = ", ".join(f"#{i} ({n} character{'s' * (n != 1)})" for i, n in short)
+    return ConfigError(
+        f"{source}: "
+        + (
+            f"value {which} is too short to be a secret"
+            if len(short) == 1
+            else f"values {which} are too short to be secrets"
+        )
+        + f" (the minimum is {MIN_SECRET_LENGTH} characters)",
+        details=[
+            "a value that short occurs in ordinary text (header values, JSON keys, URIs, "
+            "words), and scrubbing it there would corrupt what is recorded and replayed",
+            "values are counted from 1 and never shown: they may be secrets",
+        ],
+        fix=f"list only secrets of {MIN_SECRET_LENGTH} characters or more in redact_values; "
+        "to hide a header or field by its name, use redact=['name']",
+    )
+
+
 def _variants(values: Iterable[str]) -> list[str]:
-    """Each secret as written and URL-encoded, longest first (so no part is left behind)."""
+    """Each secret as written, URL-encoded and JSON-escaped, longest first (no part left)."""
     out = set()
     for value in values:
         if value:
             out.update({value, quote(value, safe=""), quote_plus(value)})
+            # Inside a JSON string: '"', '\\', control and (ASCII-only) non-ASCII escaped.
+            out.update({json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]})
     return sorted(out, key=len, reverse=True)
+
+
+def _keep_own(found: re.Match[Any]) -> Any:
+    own = found.group(1)
+    if own is not None:
+        return own
+    return REDACTED if isinstance(found.group(0), str) else REDACTED.encode()
 
 
 class Redactor:
     """Everything that makes a request or response safe to write down.
 
     Built-in names (headers, query/form/JSON fields) plus the test's
-    ``redact`` names, literal ``redact_values`` scrubbed anywhere, then the
+    ``redact`` names, literal ``redact_values`` scrubbed anywhere but in
+    header names and the plugin's own placeholders, then the
     ``pytest_replay_redact`` hook. Requests are redacted on replay too, so a
     recorded ``token=<redacted>`` still matches a live ``token=abc``.
     """
@@ -130,18 +184,19 @@ class Redactor:
         self.fields = DEFAULT_FIELDS | extra
         self.values = _variants(values)
         self._bvalues = [v.encode("utf-8") for v in self.values]
+        # One pass, longest secret first; a placeholder is matched (and kept) as a whole.
+        self._scrub = re.compile("|".join([f"({_OWN})", *map(re.escape, self.values)]))
+        self._bscrub = re.compile(self._scrub.pattern.encode("utf-8"))
         self.hook = hook
 
     def _text(self, text: str) -> str:
-        for value in self.values:
-            if value in text:
-                text = text.replace(value, REDACTED)
+        if any(value in text for value in self.values):
+            text = self._scrub.sub(_keep_own, text)
         return text
 
     def _bytes(self, data: bytes) -> bytes:
-        for value in self._bvalues:
-            if value in data:
-                data = data.replace(value, REDACTED.encode())
+        if any(value in data for value in self._bvalues):
+            data = self._bscrub.sub(_keep_own, data)
         return data
 
     def _common(
