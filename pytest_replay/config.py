@@ -40,9 +40,18 @@ def _short_secrets(v: Any, source: str) -> ConfigError | None:
     return short_values_error(v, f"replay setting redact_values in {source}")
 
 
+def _bad_hosts(v: Any, source: str) -> ConfigError | None:
+    from .http.network import allow_hosts_error
+
+    return allow_hosts_error(
+        v, f"replay setting allow_hosts in {source}", "allow_hosts=[{!r}]", "db.internal"
+    )
+
+
 # key -> a check of what is inside a value of the right type: its error, or None.
 ENTRY_CHECKS: dict[str, Callable[[Any, str], ConfigError | None]] = {
     "redact_values": _short_secrets,
+    "allow_hosts": _bad_hosts,
 }
 # Settings whose values no message repeats (they hold secrets).
 SECRET_KEYS = frozenset({"redact_values"})

@@ -137,11 +137,14 @@ def _cache_dir(config: pytest.Config) -> Path:
 
 
 def _allow_hosts(config: pytest.Config) -> tuple[str, ...]:
-    from .http.network import parse_hosts
+    from .http.network import allowed_hosts
 
-    return parse_hosts(
-        [*config.getini("replay_allow_hosts"), *(config.getoption("replay_allow_hosts") or [])]
-    )
+    try:
+        return allowed_hosts(
+            config.getini("replay_allow_hosts"), config.getoption("replay_allow_hosts") or []
+        )
+    except ConfigError as err:
+        raise pytest.UsageError(err.render()) from None
 
 
 def _int_ini(config: pytest.Config, name: str, default: int) -> int:

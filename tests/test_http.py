@@ -501,6 +501,31 @@ def test_a_redact_value_too_short_to_be_a_secret_errors_the_test_at_setup(hrt):
     assert "long-enough-secret" not in out and not hrt.cassette("test_short").exists()
 
 
+def test_bad_allow_hosts_are_refused_naming_where_the_entry_and_a_fix(hrt):
+    hrt.module(
+        "import pytest\n\n"
+        "@pytest.mark.replay(allow_hosts=['db.internal:5432'])\n"
+        "def test_port(replay):\n    pass\n"
+    )
+    for args, source in [
+        (["--replay-allow-hosts=db.internal,:::"], "--replay-allow-hosts"),
+        (["-o", "replay_allow_hosts=:::"], "ini option replay_allow_hosts"),
+    ]:
+        result = hrt.run("--replay=strict", *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        err = result.stderr.str()
+        assert f"replay_config: {source}: ':::' is not a host name or an IP address" in err
+        assert "Fix: write " in err
+    result = hrt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert (
+        "replay setting allow_hosts in replay marker: 'db.internal:5432' has a port (:5432)"
+    ) in out
+    assert "test:      test_mod.py::test_port" in out
+    assert "Fix: write allow_hosts=['db.internal']" in out
+
+
 STABLE = """
 import requests
 from tests.http_servers import BINARY, TEXT

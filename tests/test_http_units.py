@@ -22,7 +22,7 @@ from pytest_replay.http.interaction import (
     dump_section,
     parse_section,
 )
-from pytest_replay.http.network import NetworkGuard, parse_hosts
+from pytest_replay.http.network import NetworkGuard, allowed_hosts, host_problem, parse_hosts
 from pytest_replay.http.normalise import (
     DATE_PLACEHOLDER,
     PortMap,
@@ -387,3 +387,67 @@ def test_allowed_hosts_parse_from_commas_spaces_and_lists():
         "d.com",
         "::1",
     )
+
+
+@pytest.mark.parametrize(
+    ("entry", "why", "instead"),
+    [
+        (":::", "is not a host name or an IP address", None),
+        ("db.internal:5432", "has a port (:5432)", "db.internal"),
+        ("[::1]:8080", "has a port (:8080)", "[::1]"),
+        ("https://api.example.com/v1", "is a URL, not a host", "api.example.com"),
+        ("*.example.com", "is a pattern", None),
+        ("10.0.0.0/8", "is a network", None),
+        ("db.internal.", "ends with '.'", "db.internal"),
+        ("10.0.0", "is not an IP address", None),
+        ("300.1.2.3", "is not an IP address", None),
+        ("-db", "is not a host name or an IP address", None),
+        ("a..b", "is not a host name or an IP address", None),
+        ("[db]", "is not a host name or an IP address", None),
+        ("::1]", "is not a host name or an IP address", None),
+    ],
+)
+def test_allow_host_entries_that_could_never_match_say_why(entry, why, instead):
+    found, suggested = host_problem(entry)
+    assert found.startswith(why) and suggested == instead
+
+
+def test_allow_host_names_and_addresses_pass():
+    for entry in ["db.internal", "my_db", "LOCALHOST", "10.0.0.5", "::1", "[::1]",
+                  "2001:db8::1", "fe80::1%eth0", "b\u00fccher.de", "xn--bcher-kva.de"]:  # fmt: skip
+        assert host_problem(entry) is None, entry
+
+
+def test_bad_allow_hosts_name_the_option_the_entry_and_a_fix():
+    with pytest.raises(ConfigError) as info:
+        allowed_hosts([], ["db.internal, :::"])
+    assert str(info.value).splitlines()[0] == (
+        "replay_config: --replay-allow-hosts: ':::' is not a host name or an IP address"
+    )
+    assert "Fix: write --replay-allow-hosts=db.internal,10.0.0.5" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        allowed_hosts(["db:5432"], [])
+    assert "ini option replay_allow_hosts: 'db:5432' has a port" in str(info.value)
+    assert "Fix: write replay_allow_hosts = db in the [pytest] section" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        merge_settings({}, None, {"allow_hosts": ["10.0.0.5", "http://db:8080/"]})
+    assert "replay setting allow_hosts in replay marker: 'http://db:8080/' is a URL" in str(
+        info.value
+    )
+    assert "Fix: write allow_hosts=['db']" in str(info.value)
+    assert allowed_hosts(["a.example 10.0.0.5"], ["B.example,[::1]"]) == (
+        "a.example",
+        "10.0.0.5",
+        "b.example",
+        "::1",
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text("ab0159.:-_[]/*%\u00e9x", min_size=1, max_size=24))
+def test_an_allow_host_that_passes_can_match_and_a_suggestion_passes(entry):
+    problem = host_problem(entry)
+    if problem is None:
+        assert _guard(entry).allows(entry)
+    elif problem[1] is not None:
+        assert host_problem(problem[1]) is None

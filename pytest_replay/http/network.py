@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
+from ..errors import ConfigError
 from .normalise import is_loopback
 
 _active: NetworkGuard | None = None
@@ -18,15 +21,106 @@ def current() -> NetworkGuard | None:
     return _active
 
 
+def _entries(values: Iterable[str]) -> list[str]:
+    """The hosts of ``"a.example, 10.0.0.5"`` and lists of such strings, as written."""
+    return [part for value in values for part in str(value).replace(",", " ").split()]
+
+
 def parse_hosts(values: Iterable[str]) -> tuple[str, ...]:
     """``"a.example, 10.0.0.5"`` and lists of such strings -> lower-case host names."""
     out: list[str] = []
-    for value in values:
-        for part in str(value).replace(",", " ").split():
-            host = part.strip().lower().strip("[]")
-            if host and host not in out:
-                out.append(host)
+    for part in _entries(values):
+        host = part.strip().lower().strip("[]")
+        if host and host not in out:
+            out.append(host)
     return tuple(out)
+
+
+# One DNS label; '_' too, as container and compose service names use it.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
+_PORT = re.compile(r"(\[[^\]]*\]|[^:\[\]]*):(\d{1,5})")
+
+
+def host_problem(entry: str) -> tuple[str, str | None] | None:
+    """Why one allow-hosts entry is not a host name or IP address, and what to write instead.
+
+    The guard compares a connection's host with each entry as a whole (an
+    address, or a name as the client sends it), on every port: so a port, a
+    URL, a wildcard, a network or a trailing dot would never match anything.
+    None when the entry is fine.
+    """
+    if _is_ip(entry.strip("[]")) and (entry.startswith("[") == entry.endswith("]")):
+        return None
+    if "://" in entry:
+        host = urlsplit(entry).hostname
+        return "is a URL, not a host", host
+    port = _PORT.fullmatch(entry)
+    if port and host_problem(port[1]) is None:
+        return f"has a port (:{port[2]}); a host is let through on every port", port[1]
+    if "*" in entry:
+        return "is a pattern; entries are compared whole, so list each host", None
+    if "/" in entry:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            return "is not a host name or an IP address", None
+        return "is a network; entries are single addresses, so list each one", None
+    if entry.endswith(".") and host_problem(entry[:-1]) is None:
+        return "ends with '.'; entries are compared with the name the client uses", entry[:-1]
+    name = entry
+    if not entry.isascii():  # an international name: its labels are checked as sent (IDNA)
+        try:
+            name = entry.encode("idna").decode("ascii")
+        except UnicodeError:
+            return "is not a host name or an IP address", None
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return "is not a host name or an IP address", None
+    if labels[-1].isdigit():  # a name's last label is never all digits: a mistyped address
+        return "is not an IP address (nor a host name)", None
+    return None
+
+
+def allow_hosts_error(
+    values: Iterable[str], source: str, form: str, example: str = "db.internal,10.0.0.5"
+) -> ConfigError | None:
+    """The error for the first bad entry of an allow-hosts list, or None when all are fine.
+
+    ``source`` names where the list came from; ``form`` is how to write a list
+    there, with ``{}`` for the hosts (``"--replay-allow-hosts={}"``), filled
+    with the entry as it should be written, or else with ``example``.
+    """
+    for entry in _entries(values):
+        problem = host_problem(entry)
+        if problem is not None:
+            why, instead = problem
+            return ConfigError(
+                f"{source}: {entry!r} {why}",
+                details=[
+                    "strict lets through host names and IP addresses, each on every port "
+                    "(besides loopback, always reachable)"
+                ],
+                fix=f"write {form.format(instead or example)}",
+            )
+    return None
+
+
+def allowed_hosts(ini: Iterable[str], option: Iterable[str]) -> tuple[str, ...]:
+    """The run's allowed hosts, from the ini and the command line; a bad entry is a ConfigError."""
+    ini, option = list(ini), list(option)
+    for values, source, form, example in (
+        (
+            ini,
+            "ini option replay_allow_hosts",
+            "replay_allow_hosts = {} in the [pytest] section",
+            "db.internal 10.0.0.5",
+        ),
+        (option, "--replay-allow-hosts", "--replay-allow-hosts={}", "db.internal,10.0.0.5"),
+    ):
+        error = allow_hosts_error(values, source, form, example)
+        if error is not None:
+            raise error
+    return parse_hosts([*ini, *option])
 
 
 def _is_ip(host: str) -> bool:
