@@ -248,6 +248,11 @@ def test_listed_values_never_rewrite_the_plugins_own_placeholders_or_header_name
     assert body == f"<volatile> <redacted> {{port2}} {REDACTED} {REDACTED}".encode()
 
 
+def test_overlapping_values_both_go():
+    red = Redactor(values=["abcd", "bcdefgh"])
+    assert red.request("GET", "http://h/abcdefgh", {}, b"")[1] == f"http://h/a{REDACTED}"
+
+
 def test_a_listed_value_is_found_json_escaped_too():
     secret = 'p\u00e4"ss\\w\u2028rd'
     red = Redactor(values=[secret])

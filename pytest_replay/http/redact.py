@@ -184,19 +184,25 @@ class Redactor:
         self.fields = DEFAULT_FIELDS | extra
         self.values = _variants(values)
         self._bvalues = [v.encode("utf-8") for v in self.values]
-        # One pass, longest secret first; a placeholder is matched (and kept) as a whole.
-        self._scrub = re.compile("|".join([f"({_OWN})", *map(re.escape, self.values)]))
-        self._bscrub = re.compile(self._scrub.pattern.encode("utf-8"))
+        # Longest secret first (so two overlapping ones both go); in each pass a
+        # placeholder is matched before the secret, and kept whole.
+        patterns = [f"({_OWN})|{re.escape(v)}" for v in self.values]
+        self._scrub = [(v, re.compile(p)) for v, p in zip(self.values, patterns, strict=True)]
+        self._bscrub = [
+            (v, re.compile(p.encode("utf-8"))) for v, p in zip(self._bvalues, patterns, strict=True)
+        ]
         self.hook = hook
 
     def _text(self, text: str) -> str:
-        if any(value in text for value in self.values):
-            text = self._scrub.sub(_keep_own, text)
+        for value, pattern in self._scrub:
+            if value in text:
+                text = pattern.sub(_keep_own, text)
         return text
 
     def _bytes(self, data: bytes) -> bytes:
-        if any(value in data for value in self._bvalues):
-            data = self._bscrub.sub(_keep_own, data)
+        for value, pattern in self._bscrub:
+            if value in data:
+                data = pattern.sub(_keep_own, data)
         return data
 
     def _common(
