@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from pathlib import Path
@@ -349,6 +350,7 @@ def test_the_guard_blocks_lookups_and_udp_sends_and_puts_socket_back():
 
     real = [
         socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex,
+        socket.gethostbyaddr, socket.getnameinfo,
         socket.socket.sendto, socket.socket.connect, socket.create_connection,
     ]  # fmt: skip
     guard = _guard("svc.internal")
@@ -364,6 +366,16 @@ def test_the_guard_blocks_lookups_and_udp_sends_and_puts_socket_back():
         assert socket.getaddrinfo(None, 80) and socket.getaddrinfo("localhost", 80)
         guard.check_lookup(socket.gethostname())
         guard.check_lookup("svc.internal")  # allowed: the lookup may go out
+        # Reverse lookups send a PTR query for anything but loopback and own names.
+        with pytest.raises(ValueError, match=r"blocked resolve 192\.0\.2\.1:None"):
+            socket.gethostbyaddr("192.0.2.1")
+        with pytest.raises(ValueError, match=r"blocked resolve 192\.0\.2\.1:None"):
+            socket.getnameinfo(("192.0.2.1", 80), 0)
+        assert socket.getnameinfo(("192.0.2.1", 80), socket.NI_NUMERICHOST)[0] == "192.0.2.1"
+        # /etc/hosts may lack it (OSError); the guard itself must let it through.
+        with contextlib.suppress(OSError):
+            socket.gethostbyaddr("127.0.0.1")
+        guard.check_reverse(socket.gethostname())
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             with pytest.raises(ValueError, match=r"blocked send a datagram to 192\.0\.2\.1:53"):
                 udp.sendto(b"x", ("192.0.2.1", 53))
@@ -380,6 +392,7 @@ def test_the_guard_blocks_lookups_and_udp_sends_and_puts_socket_back():
         guard.uninstall()
     assert [
         socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex,
+        socket.gethostbyaddr, socket.getnameinfo,
         socket.socket.sendto, socket.socket.connect, socket.create_connection,
     ] == real  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Strict mode's network block: connects, name lookups and UDP sends beyond loopback fail."""
+"""Strict mode's network block: connects, DNS lookups and UDP sends beyond loopback fail."""
 
 from __future__ import annotations
 
@@ -141,6 +141,8 @@ _PATCHED = (
     (socket, "getaddrinfo"),
     (socket, "gethostbyname"),
     (socket, "gethostbyname_ex"),
+    (socket, "gethostbyaddr"),
+    (socket, "getnameinfo"),
 )
 
 # What a blocked call tried to do, as the failure message says it.
@@ -157,7 +159,9 @@ class NetworkGuard:
     allowed host *name* lets through the addresses the client's own
     ``getaddrinfo`` found for it: the guard never makes a lookup of its own.
     The machine's own host name resolves as before (from /etc/hosts, as a
-    rule, and libraries look it up for logging and mail headers).
+    rule, and libraries look it up for logging and mail headers).  Reverse
+    lookups (``gethostbyaddr``, ``getnameinfo`` without NI_NUMERICHOST) send
+    a PTR query, so they pass only for loopback, allowed and own names.
     """
 
     def __init__(
@@ -204,6 +208,15 @@ class NetworkGuard:
         if host.lower().rstrip(".") in self._own_names:
             return
         raise self._on_block(host, port, RESOLVE)
+
+    def check_reverse(self, host: Any) -> None:
+        """Raise before a reverse (PTR) lookup of an address the test may not reach."""
+        host = _text(host)
+        if not isinstance(host, str) or self.allows(host):
+            return
+        if host.lower().rstrip(".") in self._own_names:
+            return
+        raise self._on_block(host, None, RESOLVE)
 
     # -- patching ------------------------------------------------------------------
 
@@ -258,6 +271,15 @@ class NetworkGuard:
             guard.check_lookup(host)
             return real["gethostbyname_ex"](host)
 
+        def gethostbyaddr(host: Any) -> Any:
+            guard.check_reverse(host)
+            return real["gethostbyaddr"](host)
+
+        def getnameinfo(address: Any, flags: int) -> Any:
+            if not flags & socket.NI_NUMERICHOST and isinstance(address, tuple) and address:
+                guard.check_reverse(address[0])
+            return real["getnameinfo"](address, flags)
+
         patches = {
             "connect": connect,
             "connect_ex": connect_ex,
@@ -267,6 +289,8 @@ class NetworkGuard:
             "getaddrinfo": getaddrinfo,
             "gethostbyname": gethostbyname,
             "gethostbyname_ex": gethostbyname_ex,
+            "gethostbyaddr": gethostbyaddr,
+            "getnameinfo": getnameinfo,
         }
         for owner, name, _ in self._saved:
             setattr(owner, name, patches[name])
