@@ -190,33 +190,37 @@ class ReplaySession:
             )
         result = self.result(failed=False, unused=len(unused))
         if self._should_save():
-            try:
-                self.context.blobs.flush()
-                for recorder in self.recorders:
-                    recorder.save_files()
-                result.wrote = save_document(self.cassette, self._document())
-            except ReplayError as err:  # a sidecar that could not be written
-                raise self.error(err).with_traceback(None) from None
-            except OSError as exc:
-                raise self.error(
-                    CassetteWriteError(
-                        f"cassette could not be written: {exc.strerror or exc}",
-                        place=exc.filename and str(exc.filename),
-                        fix="check that the cassette directory is writable",
-                    )
-                ) from None
-            except yaml.YAMLError as exc:
-                raise self.error(
-                    CassetteWriteError(
-                        "cassette could not be written: a recorded value has no YAML form",
-                        details=[str(exc).splitlines()[0]],
-                        fix="record plain JSON values (dict, list, str, int, float, bool, "
-                        "None), bytes or arrays; convert other objects before returning them",
-                    )
-                ) from None
-            result.unchanged = not result.wrote
-            result.new = not self.existed
+            self._save(result)
         return result
+
+    def _save(self, result: TestResult) -> None:
+        """Write the cassette, its sidecars and blobs; a failure raises a ReplayError."""
+        try:
+            self.context.blobs.flush()
+            for recorder in self.recorders:
+                recorder.save_files()
+            result.wrote = save_document(self.cassette, self._document())
+        except ReplayError as err:  # a sidecar that could not be written
+            raise self.error(err).with_traceback(None) from None
+        except OSError as exc:
+            raise self.error(
+                CassetteWriteError(
+                    f"cassette could not be written: {exc.strerror or exc}",
+                    place=exc.filename and str(exc.filename),
+                    fix="check that the cassette directory is writable",
+                )
+            ) from None
+        except yaml.YAMLError as exc:
+            raise self.error(
+                CassetteWriteError(
+                    "cassette could not be written: a recorded value has no YAML form",
+                    details=[str(exc).splitlines()[0]],
+                    fix="record plain JSON values (dict, list, str, int, float, bool, "
+                    "None), bytes or arrays; convert other objects before returning them",
+                )
+            ) from None
+        result.unchanged = not result.wrote
+        result.new = not self.existed
 
     def failed_result(self, *, skipped: bool = False) -> TestResult:
         """A test that did not pass: nothing saved; a skip is not a failure."""
