@@ -45,6 +45,7 @@ class TestResult:
     not_saved: bool = False  # record wanted, but the test failed: old file kept
     unused: int = 0
     failed: bool = False
+    xfailed: bool = False  # failed as its xfail expected: not a failure, saved when recording
     env_diff: str = ""  # major environment differences from the recording (a warning)
 
 
@@ -232,6 +233,23 @@ class ReplaySession:
         result.not_saved = not skipped and self._should_save()
         result.new = not self.existed  # there is no old cassette to keep
         return result
+
+    def expected_failure(self, result: TestResult) -> None:
+        """The test failed as its xfail expected: ``result`` (from ``failed_result``) is
+        not a failure, and a recording test saves what it took in up to that failure,
+        which a replay needs to reach the same failure. A replay error raised during
+        the test means the recording is not whole: nothing is saved then. Raises a
+        ReplayError when the cassette cannot be written.
+        """
+        save = self._should_save() and not self.raised
+        if save:
+            if self.mode.records:
+                for recorder in self.recorders:
+                    recorder.finish()  # rings drain; a recording checks nothing
+            self._save(result)
+        result.failed = False
+        result.xfailed = True
+        result.not_saved = not save and self._should_save()
 
     def result(self, *, failed: bool, unused: int) -> TestResult:
         return TestResult(
