@@ -265,3 +265,53 @@ def test_unrecorded_kinds_are_kinds_errors_raise():
     missing = errors.MissingFact("m")
     assert unrecorded_error([None, ValueError(), drift, missing]) is missing
     assert unrecorded_error([drift, errors.ArrayDiff("a")]) is None
+
+
+def test_an_unrecorded_error_at_setup_errors_the_xfail_test(rt):
+    src = """
+import time
+import pytest
+
+@pytest.mark.xfail
+@pytest.mark.replay(clock={clock})
+def test_bug(replay):
+    time.time()
+    assert False
+"""
+    rt.module(src.format(clock=False))
+    rt.record().assert_outcomes(xfailed=1)
+    rt.module(src.format(clock=True))  # the cassette holds no clock start value
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_bug*",
+            "replay_missing_fact: the cassette was recorded without clock=*",
+            "*(not excused by xfail: the recording is missing or incomplete)",
+        ]
+    )
+
+
+def test_an_expected_failure_after_a_replay_error_is_not_saved(rt):
+    rt.pytester.makeini("[pytest]\nreplay_missing_fact_retryable = true\n")
+    src = """
+import numpy as np
+import pytest
+
+@pytest.mark.xfail
+def test_bug(replay):
+    if {more}:
+        replay.fact("y", lambda: 1)  # appended live
+    replay.check_array("a", np.array([{value}]))
+    assert False
+"""
+    rt.module(src.format(more=False, value=1.0))
+    rt.record().assert_outcomes(xfailed=1)
+    old = rt.cassette("test_bug").read_bytes()
+    rt.module(src.format(more=True, value=2.0))
+    result = rt.run()
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(
+        ["NOT SAVED (xfailed after a replay error, old cassette kept): test_mod.py::test_bug"]
+    )
+    assert rt.cassette("test_bug").read_bytes() == old
