@@ -460,8 +460,10 @@ def pytest_runtest_makereport(
     outcome = item.stash.get(OUTCOME_KEY, None) if call.when == "call" else None
     if outcome is not None:
         del item.stash[OUTCOME_KEY]
-    _settle_xfail(report, exc, outcome)
-    if isinstance(exc, ReplayError) and getattr(exc, "terse", False) and report.failed:
+    # An xfail test failed by its replay error already shows that error.
+    settled = _settle_xfail(report, exc, outcome)
+    terse = isinstance(exc, ReplayError) and getattr(exc, "terse", False)
+    if terse and report.failed and not settled:
         report.longrepr = exc.render()
     return report
 
@@ -470,8 +472,10 @@ def _settle_xfail(
     report: pytest.TestReport,
     exc: BaseException | None,
     outcome: tuple[ReplaySession, TestResult, Snapshot | None] | None,
-) -> None:
-    """Square the test's replay result with pytest's xfail verdict on it."""
+) -> bool:
+    """Square the test's replay result with pytest's xfail verdict on it; True when
+    an xfailed test was failed (its report then shows the replay error).
+    """
     session, result, snapshot = outcome if outcome is not None else (None, None, None)
     if report.skipped and hasattr(report, "wasxfail"):  # xfailed
         caught = session.raised if session is not None else []
@@ -490,6 +494,7 @@ def _settle_xfail(
             report.outcome = "failed"
             del report.wasxfail
             report.longrepr = err.render()
+            return True
     elif report.failed and result is not None and not result.failed:
         # The body passed but pytest fails the test: XPASS(strict). A failing test
         # keeps its old cassette, so what the passing body saved is put back.
@@ -500,6 +505,7 @@ def _settle_xfail(
             result.not_saved = True
             result.wrote = result.unchanged = False
             result.new = snapshot.old is None
+    return False
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
