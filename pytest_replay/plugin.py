@@ -17,7 +17,7 @@ from .config import DEFAULT_BLOB_THRESHOLD, merge_settings
 from .diffs import DiffStore
 from .errors import ConfigError, PluginConflict, ReplayError
 from .modes import MODES, Mode, effective_mode, resolve_mode
-from .report import ReplayReport
+from .report import ReplayReport, unrecorded_error
 from .session import ReplaySession, TestResult
 from .twice import Snapshot
 from .usage import REPORT_FILE, UnusedReport, Usage
@@ -27,6 +27,9 @@ RUN_KEY = pytest.StashKey["ReplayRun"]()
 # --replay-twice: what the first pass recorded, and the files it replaced
 RECORDED_KEY = pytest.StashKey[tuple[TestResult, Snapshot]]()
 FORCE_MODE_KEY = pytest.StashKey[Mode]()  # the second pass of --replay-twice replays strict
+# A test's result until its call report says whether an xfail excused it; the
+# snapshot (xfail tests only) lets an XPASS(strict) put back what it recorded.
+OUTCOME_KEY = pytest.StashKey[tuple[ReplaySession, TestResult, Snapshot | None]]()
 TWICE_LABEL = "replay-twice"  # the mode its results are counted under
 ESSS_DIST = "pytest-replay"
 
@@ -394,6 +397,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
             _terse(session.before_call)
         if label is None and session.mode is Mode.RECORD and item.config.stash[RUN_KEY].twice:
             snapshot = Snapshot.take(session.cassette)
+        # Only xfail tests pay for this: an XPASS(strict) is a failure, and a failing
+        # test keeps its old cassette.
+        marked = session.run_mode.may_write and item.get_closest_marker("xfail") is not None
+        before = snapshot or (Snapshot.take(session.cassette) if marked else None)
         result = _terse(session.after_call)
     except pytest.skip.Exception:
         session = session or _pop_session(item)
@@ -403,9 +410,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     except BaseException:
         session = session or _pop_session(item)
         if session is not None:
-            results.append(_labelled(session.failed_result(), label))
+            result = _labelled(session.failed_result(), label)
+            results.append(result)
+            item.stash[OUTCOME_KEY] = (session, result, None)
         raise
     results.append(_labelled(result, label))
+    item.stash[OUTCOME_KEY] = (session, result, before)
     if snapshot is not None and (result.wrote or result.unchanged):
         item.stash[RECORDED_KEY] = (result, snapshot)
     return outcome
@@ -442,15 +452,63 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
     return (yield)
 
 
-@pytest.hookimpl(wrapper=True)
+# tryfirst: the outermost wrapper, so it sees the report after pytest's skipping
+# plugin (a wrapper too) has turned an expected failure into "xfailed".
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     exc = call.excinfo.value if call.excinfo is not None else None
-    if isinstance(exc, ReplayError) and getattr(exc, "terse", False) and report.failed:
+    outcome = item.stash.get(OUTCOME_KEY, None) if call.when == "call" else None
+    if outcome is not None:
+        del item.stash[OUTCOME_KEY]
+    # An xfail test failed by its replay error already shows that error.
+    settled = _settle_xfail(report, exc, outcome)
+    terse = isinstance(exc, ReplayError) and getattr(exc, "terse", False)
+    if terse and report.failed and not settled:
         report.longrepr = exc.render()
     return report
+
+
+def _settle_xfail(
+    report: pytest.TestReport,
+    exc: BaseException | None,
+    outcome: tuple[ReplaySession, TestResult, Snapshot | None] | None,
+) -> bool:
+    """Square the test's replay result with pytest's xfail verdict on it; True when
+    an xfailed test was failed (its report then shows the replay error).
+    """
+    session, result, snapshot = outcome if outcome is not None else (None, None, None)
+    if report.skipped and hasattr(report, "wasxfail"):  # xfailed
+        caught = session.raised if session is not None else []
+        err = unrecorded_error([exc, *caught])
+        if err is not None:
+            # Not the failure the marker expects: the test fails with the replay error.
+            if err is not exc:
+                err.details.append("(this error was raised during the test and caught by the code)")
+            err.details.append("(not excused by xfail: the recording is missing or incomplete)")
+        elif session is not None and result is not None and result.failed:
+            try:
+                session.expected_failure(result)  # saved when recording
+            except ReplayError as save_err:
+                err = save_err
+        if err is not None:
+            report.outcome = "failed"
+            del report.wasxfail
+            report.longrepr = err.render()
+            return True
+    elif report.failed and result is not None and not result.failed:
+        # The body passed but pytest fails the test: XPASS(strict). A failing test
+        # keeps its old cassette, so what the passing body saved is put back.
+        result.failed = True
+        if snapshot is not None and (result.wrote or result.unchanged):
+            if result.wrote:
+                snapshot.restore()
+            result.not_saved = True
+            result.wrote = result.unchanged = False
+            result.new = snapshot.old is None
+    return False
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -1,4 +1,4 @@
-"""The run summary: computed once from every test's result, printed by one hook."""
+"""The run summary (computed once from every test's result), and what xfail may excuse."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .errors import ReplayError
 from .session import TestResult
 
 _COUNTS = (
@@ -14,10 +15,34 @@ _COUNTS = (
     "replayed",
     "verified",
     "new",
+    "xfailed",
     "unused",
     "failed-not-saved",
     "failed",
 )
+
+
+# Replay errors that mean the cassette never held what the test asked for (or
+# could not hold it). An xfail marker expects the code under test to fail, not
+# the recording to be missing, so these fail an xfail test instead of being
+# counted as its expected failure: strict would otherwise never check the test.
+UNRECORDED_KINDS = frozenset(
+    {
+        "replay_missing_cassette",
+        "replay_missing_fact",
+        "replay_missing_http",
+        "replay_missing_step",
+        "replay_record",
+    }
+)
+
+
+def unrecorded_error(errors: Iterable[BaseException | None]) -> ReplayError | None:
+    """The first of ``errors`` that an xfail must not excuse, or None."""
+    for err in errors:
+        if isinstance(err, ReplayError) and err.kind in UNRECORDED_KINDS:
+            return err
+    return None
 
 
 @dataclass
@@ -43,6 +68,8 @@ class ReplayReport:
                 c["verified"] += 1
             if r.mode == "replay" and r.verdict == "MISS" and r.new and not r.failed:
                 c["new"] += 1
+            if r.xfailed:
+                c["xfailed"] += 1
             if r.unused:
                 c["unused"] += 1
             if r.not_saved:
@@ -61,7 +88,8 @@ class ReplayReport:
         for r in self.results:
             if r.not_saved:
                 kept = "nothing written" if r.new else "old cassette kept"
-                out.append(f"NOT SAVED (test failed, {kept}): {r.nodeid}")
+                why = "xfailed after a replay error" if r.xfailed else "test failed"
+                out.append(f"NOT SAVED ({why}, {kept}): {r.nodeid}")
         out.extend(self._warnings())
         if verbose > 0:
             width = max((len(r.verdict) for r in self.results), default=0)

@@ -45,6 +45,7 @@ class TestResult:
     not_saved: bool = False  # record wanted, but the test failed: old file kept
     unused: int = 0
     failed: bool = False
+    xfailed: bool = False  # failed as its xfail expected: not a failure, saved when recording
     env_diff: str = ""  # major environment differences from the recording (a warning)
 
 
@@ -190,33 +191,37 @@ class ReplaySession:
             )
         result = self.result(failed=False, unused=len(unused))
         if self._should_save():
-            try:
-                self.context.blobs.flush()
-                for recorder in self.recorders:
-                    recorder.save_files()
-                result.wrote = save_document(self.cassette, self._document())
-            except ReplayError as err:  # a sidecar that could not be written
-                raise self.error(err).with_traceback(None) from None
-            except OSError as exc:
-                raise self.error(
-                    CassetteWriteError(
-                        f"cassette could not be written: {exc.strerror or exc}",
-                        place=exc.filename and str(exc.filename),
-                        fix="check that the cassette directory is writable",
-                    )
-                ) from None
-            except yaml.YAMLError as exc:
-                raise self.error(
-                    CassetteWriteError(
-                        "cassette could not be written: a recorded value has no YAML form",
-                        details=[str(exc).splitlines()[0]],
-                        fix="record plain JSON values (dict, list, str, int, float, bool, "
-                        "None), bytes or arrays; convert other objects before returning them",
-                    )
-                ) from None
-            result.unchanged = not result.wrote
-            result.new = not self.existed
+            self._save(result)
         return result
+
+    def _save(self, result: TestResult) -> None:
+        """Write the cassette, its sidecars and blobs; a failure raises a ReplayError."""
+        try:
+            self.context.blobs.flush()
+            for recorder in self.recorders:
+                recorder.save_files()
+            result.wrote = save_document(self.cassette, self._document())
+        except ReplayError as err:  # a sidecar that could not be written
+            raise self.error(err).with_traceback(None) from None
+        except OSError as exc:
+            raise self.error(
+                CassetteWriteError(
+                    f"cassette could not be written: {exc.strerror or exc}",
+                    place=exc.filename and str(exc.filename),
+                    fix="check that the cassette directory is writable",
+                )
+            ) from None
+        except yaml.YAMLError as exc:
+            raise self.error(
+                CassetteWriteError(
+                    "cassette could not be written: a recorded value has no YAML form",
+                    details=[str(exc).splitlines()[0]],
+                    fix="record plain JSON values (dict, list, str, int, float, bool, "
+                    "None), bytes or arrays; convert other objects before returning them",
+                )
+            ) from None
+        result.unchanged = not result.wrote
+        result.new = not self.existed
 
     def failed_result(self, *, skipped: bool = False) -> TestResult:
         """A test that did not pass: nothing saved; a skip is not a failure."""
@@ -228,6 +233,23 @@ class ReplaySession:
         result.not_saved = not skipped and self._should_save()
         result.new = not self.existed  # there is no old cassette to keep
         return result
+
+    def expected_failure(self, result: TestResult) -> None:
+        """The test failed as its xfail expected: ``result`` (from ``failed_result``) is
+        not a failure, and a recording test saves what it took in up to that failure,
+        which a replay needs to reach the same failure. A replay error raised during
+        the test means the recording is not whole: nothing is saved then. Raises a
+        ReplayError when the cassette cannot be written.
+        """
+        save = self._should_save() and not self.raised
+        if save:
+            if self.mode.records:
+                for recorder in self.recorders:
+                    recorder.finish()  # rings drain; a recording checks nothing
+            self._save(result)
+        result.failed = False
+        result.xfailed = True
+        result.not_saved = not save and self._should_save()
 
     def result(self, *, failed: bool, unused: int) -> TestResult:
         return TestResult(

@@ -1,0 +1,317 @@
+"""xfail tests: recorded up to their expected failure, replayed, and never excused when unrecorded."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from pytest_replay import errors
+from pytest_replay.report import UNRECORDED_KINDS, unrecorded_error
+
+KNOWN_BUG = """
+import pytest
+
+@pytest.mark.{marker}
+def test_bug(replay):
+    assert replay.fact("x", lambda: 1) == 2
+"""
+
+MARKERS = ["xfail", "xfail(strict=True)", "xfail(raises=AssertionError, reason='bug')"]
+
+
+@pytest.mark.parametrize("marker", MARKERS)
+def test_record_saves_an_expected_failure_and_counts_it_recorded(rt, marker):
+    rt.module(KNOWN_BUG.format(marker=marker))
+    result = rt.record()
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["mode record: 1 test(s) used replay; 1 recorded, 1 xfailed"])
+    assert "NOT SAVED" not in result.stdout.str()
+    assert '"x"' in rt.cassette("test_bug").read_text()  # what it took in before the failure
+
+
+@pytest.mark.parametrize("marker", MARKERS)
+def test_strict_replays_a_recorded_xfail_test_and_counts_it(rt, marker):
+    rt.module(KNOWN_BUG.format(marker=marker))
+    rt.record().assert_outcomes(xfailed=1)
+    result = rt.run("--replay=strict", "-v")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "mode strict: 1 test(s) used replay; 1 replayed, 1 xfailed",
+            "HIT test_mod.py::test_bug -> cassettes/test_mod/test_bug.yaml",
+        ]
+    )
+
+
+@pytest.mark.parametrize("marker", MARKERS[:2])
+def test_strict_without_a_cassette_fails_an_xfail_test(rt, marker):
+    rt.module(KNOWN_BUG.format(marker=marker))
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "replay_missing_cassette: no cassette for this test, and strict mode never records",
+            "*test:*test_mod.py::test_bug",
+            "*(not excused by xfail: the recording is missing or incomplete)",
+            "*Fix: record it, then commit the cassette: pytest --replay=record 'test_mod.py::test_bug'",
+            "mode strict: 1 test(s) used replay; 1 failed",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+ASKS_MORE = """
+import pytest
+
+@pytest.mark.xfail
+def test_bug(replay):
+    replay.fact("x", lambda: 1)
+    if {more}:
+        replay.fact("y", lambda: 1)
+    assert False
+"""
+
+
+@pytest.mark.parametrize("mode", ["strict", "replay"])
+def test_a_fact_the_cassette_lacks_is_not_excused_by_xfail(rt, mode):
+    rt.module(ASKS_MORE.format(more=False))
+    rt.record().assert_outcomes(xfailed=1)
+    rt.module(ASKS_MORE.format(more=True))
+    result = rt.run(f"--replay={mode}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "replay_missing_fact: missing recorded fact",
+            "*at:*key 'y' ordinal 0",
+            "*(not excused by xfail: the recording is missing or incomplete)",
+        ]
+    )
+
+
+def test_an_unrecorded_error_the_code_caught_is_not_excused_either(rt):
+    rt.module(
+        """
+        import pytest
+
+        @pytest.mark.xfail
+        def test_bug(replay):
+            try:
+                replay.fact("y", lambda: 1)
+            except Exception:
+                pass
+            assert False
+        """.replace("\n        ", "\n")
+    )
+    rt.record().assert_outcomes(xfailed=1)
+    rt.module(
+        rt.root.joinpath("test_mod.py").read_text().replace('replay.fact("y"', 'replay.fact("z"')
+    )
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "replay_missing_fact: missing recorded fact",
+            "*at:*key 'z' ordinal 0",
+            "*(this error was raised during the test and caught by the code)",
+            "*(not excused by xfail: the recording is missing or incomplete)",
+        ]
+    )
+
+
+def test_other_replay_failures_stay_expected_failures(rt):
+    # The user marked the test xfail; a drift in what it puts out is theirs to expect.
+    src = """
+import numpy as np
+import pytest
+
+@pytest.mark.xfail
+def test_bug(replay):
+    replay.check_array("a", np.array([{value}]))
+    assert False
+"""
+    rt.module(src.format(value=1.0))
+    rt.record().assert_outcomes(xfailed=1)
+    rt.module(src.format(value=2.0))
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["mode strict: 1 test(s) used replay; 1 replayed, 1 xfailed"])
+
+
+def test_an_exception_raises_does_not_name_is_a_failure_and_not_saved(rt):
+    rt.module(
+        KNOWN_BUG.format(marker="xfail(raises=KeyError)")
+        + KNOWN_BUG.format(marker="xfail(raises=AssertionError)").replace("test_bug", "test_ok")
+    )
+    result = rt.record()
+    result.assert_outcomes(failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "mode record: 2 test(s) used replay; 1 recorded, 1 xfailed, 1 failed-not-saved, "
+            "1 failed",
+            "NOT SAVED (test failed, nothing written): test_mod.py::test_bug",
+        ]
+    )
+    assert rt.cassettes() == [rt.cassette("test_ok")]
+
+
+XPASS = """
+import pytest
+
+@pytest.mark.{marker}
+def test_fixed(replay):
+    replay.fact("x", lambda: {value})
+"""
+
+
+def test_xpass_strict_is_a_failure_and_keeps_the_old_cassette(rt):
+    rt.module(XPASS.format(marker="xfail(strict=True)", value=1))
+    result = rt.record()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "mode record: 1 test(s) used replay; 1 failed-not-saved, 1 failed",
+            "NOT SAVED (test failed, nothing written): test_mod.py::test_fixed",
+        ]
+    )
+    assert rt.cassettes() == []
+
+    rt.module(XPASS.format(marker="xfail(strict=False)", value=1))
+    rt.record().assert_outcomes(xpassed=1)  # a non-strict XPASS saves like a pass
+    old = rt.cassette("test_fixed").read_bytes()
+    rt.module(XPASS.format(marker="xfail(strict=True)", value=2))
+    result = rt.record()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["NOT SAVED (test failed, old cassette kept): *::test_fixed"])
+    assert rt.cassette("test_fixed").read_bytes() == old
+
+
+def test_xfail_run_false_neither_records_nor_needs_a_cassette(rt):
+    rt.module(
+        KNOWN_BUG.format(marker="xfail(run=False)").replace("test_bug", "test_never")
+        + KNOWN_BUG.format(marker="xfail")
+    )
+    result = rt.record()
+    result.assert_outcomes(xfailed=2)
+    result.stdout.fnmatch_lines(["mode record: 1 test(s) used replay; 1 recorded, 1 xfailed"])
+    assert rt.cassettes() == [rt.cassette("test_bug")]
+    rt.cassette("test_bug").unlink()
+    # strict: the test that runs fails for its missing cassette, the one that never runs
+    # needs none.
+    result = rt.run("--replay=strict", "-rfx")
+    result.assert_outcomes(failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED test_mod.py::test_bug - replay_missing_cassette*",
+            "XFAIL *::test_never - *NOTRUN*",
+        ]
+    )
+
+
+IMPERATIVE = """
+import pytest
+
+def test_later(replay):
+    replay.fact("x", lambda: {value})
+    pytest.xfail("known bug")
+    replay.fact("never", lambda: 0)
+"""
+
+
+def test_imperative_xfail_records_what_came_before_and_replays(rt):
+    rt.module(IMPERATIVE.format(value=1))
+    result = rt.record()
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["mode record: 1 test(s) used replay; 1 recorded, 1 xfailed"])
+    text = rt.cassette("test_later").read_text()
+    assert '"x"' in text and "never" not in text
+
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["mode strict: 1 test(s) used replay; 1 replayed, 1 xfailed"])
+
+    rt.cassette("test_later").unlink()
+    rt.run("--replay=strict").assert_outcomes(failed=1)  # the cassette check comes first
+
+
+def test_the_makereport_wrapper_sits_outside_pytests_skipping(rt):
+    # pluggy calls hook implementations from the end of this list: ours must come
+    # after skipping's so that its wrapper sees the report skipping made xfailed.
+    rt.pytester.makeconftest(
+        """
+        import pytest_replay.plugin as ours
+
+        def pytest_configure(config):
+            impls = config.pluginmanager.hook.pytest_runtest_makereport.get_hookimpls()
+            mods = [getattr(i.plugin, "__name__", "") for i in impls]
+            mine = mods.index(ours.__name__)
+            assert mine > mods.index("_pytest.skipping"), mods
+            assert impls[mine].tryfirst and impls[mine].wrapper
+        """
+    )
+    rt.module("def test_t():\n    pass\n")
+    rt.run().assert_outcomes(passed=1)
+
+
+def test_unrecorded_kinds_are_kinds_errors_raise():
+    kinds = {
+        cls.kind
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.ReplayError)
+    }
+    assert kinds >= UNRECORDED_KINDS
+    assert {k for k in kinds if k.startswith("replay_missing")} <= UNRECORDED_KINDS
+    drift = errors.DriftExceeded("d")
+    missing = errors.MissingFact("m")
+    assert unrecorded_error([None, ValueError(), drift, missing]) is missing
+    assert unrecorded_error([drift, errors.ArrayDiff("a")]) is None
+
+
+def test_an_unrecorded_error_at_setup_errors_the_xfail_test(rt):
+    src = """
+import time
+import pytest
+
+@pytest.mark.xfail
+@pytest.mark.replay(clock={clock})
+def test_bug(replay):
+    time.time()
+    assert False
+"""
+    rt.module(src.format(clock=False))
+    rt.record().assert_outcomes(xfailed=1)
+    rt.module(src.format(clock=True))  # the cassette holds no clock start value
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_bug*",
+            "replay_missing_fact: the cassette was recorded without clock=*",
+            "*(not excused by xfail: the recording is missing or incomplete)",
+        ]
+    )
+
+
+def test_an_expected_failure_after_a_replay_error_is_not_saved(rt):
+    rt.pytester.makeini("[pytest]\nreplay_missing_fact_retryable = true\n")
+    src = """
+import numpy as np
+import pytest
+
+@pytest.mark.xfail
+def test_bug(replay):
+    if {more}:
+        replay.fact("y", lambda: 1)  # appended live
+    replay.check_array("a", np.array([{value}]))
+    assert False
+"""
+    rt.module(src.format(more=False, value=1.0))
+    rt.record().assert_outcomes(xfailed=1)
+    old = rt.cassette("test_bug").read_bytes()
+    rt.module(src.format(more=True, value=2.0))
+    result = rt.run()
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(
+        ["NOT SAVED (xfailed after a replay error, old cassette kept): test_mod.py::test_bug"]
+    )
+    assert rt.cassette("test_bug").read_bytes() == old
