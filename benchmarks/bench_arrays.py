@@ -1,4 +1,6 @@
-"""Benchmark: compare_arrays vs np.allclose / np.array_equal, and on a GPU vs memory bandwidth."""
+"""Benchmark: compare_arrays vs np.allclose / np.array_equal, and on a GPU vs memory bandwidth;
+check_array's replay of a .npy blob (checked at setup) vs the read-hash-load-compare it replaced.
+"""
 
 # python benchmarks/bench_arrays.py [--mib 256] [--repeat 5] [--gpu-gib 1] [--check]
 # Anchors are measured in the same run and the ratios printed last; --check
@@ -7,17 +9,31 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import blake3
 import numpy as np
 
-from pytest_replay.compare.arrays import compare_arrays
+from pytest_replay import blobs
+from pytest_replay.arrays import ArrayChecks
+from pytest_replay.blobs import BlobStore
+from pytest_replay.canonical import digest
+from pytest_replay.compare.arrays import (
+    array_to_npy_bytes,
+    check_arguments,
+    compare_arrays,
+    npy_bytes_to_array,
+)
+from pytest_replay.context import RecorderContext
+from pytest_replay.modes import Mode
 
 NEAR_TARGET = 3.0  # compare_arrays >= 3x faster than np.allclose on nearly-equal data
 EXACT_TARGET = 0.5  # compare_arrays >= 50% of np.array_equal's speed on equal data
+REPLAY_TARGET = 1.0  # setup check + check_array no slower than the old hash-at-use path
 GIB = 1 << 30
 
 
@@ -68,6 +84,88 @@ def bench_cpu(mib: int, repeat: int) -> tuple[list[str], bool]:
         f"(target >= {NEAR_TARGET:g}x): {'met' if near_ratio >= NEAR_TARGET else 'MISSED'}",
         f"ratio exact: compare_arrays at {exact_ratio:.0%} of np.array_equal's speed "
         f"(target >= {EXACT_TARGET:.0%}): {'met' if exact_ratio >= EXACT_TARGET else 'MISSED'}",
+    ], ok
+
+
+def replay_times(n: int, repeat: int) -> tuple[float, float, float]:
+    """A replayed check_array of one recorded array of ``n`` float32, blob on disk.
+
+    Anchor: what check_array did before blobs were checked at setup (check
+    its arguments, read the blob, blake3 it on one thread, load it, compare). Now: the setup check
+    (BlobStore.verify: the file mapped and hashed, on all cores when large)
+    then check_array, which reads the blob straight into the array without
+    hashing it again; and, for a blob this run already checked (another test
+    using it), the setup check is one stat.
+    """
+    array = np.random.default_rng(1).standard_normal(n, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        store = BlobStore(root, ".blobs")
+        name = store.put(array_to_npy_bytes(array), "npy")
+        store.flush()
+        path = store.path_for(name)
+        # A file changed in the last _RACY_NS is checked at every use; a
+        # committed blob is older than that.
+        wait = blobs._RACY_NS / 1e9 - (time.time() - path.stat().st_ctime)
+        if wait > 0:
+            time.sleep(wait + 0.05)
+        entry = {"name": "a", "ordinal": 0, "blob": name, "shape": [n], "dtype": "float32"}
+        ctx = RecorderContext(
+            nodeid="bench.py::test_a",
+            mode=Mode.STRICT,
+            run_mode=Mode.STRICT,
+            cassette_path=root / "test_a.yaml",
+            shown="test_a.yaml",
+            blobs=store,
+            recorded={"arrays": [entry]},
+            settings={},
+            error=lambda err: err,
+        )
+
+        def before() -> None:
+            check_arguments("a", array, rtol=None, atol=None, max_mismatch=0, ulp=None)
+            data = path.read_bytes()
+            assert digest(data) == name.split(".")[0]
+            assert compare_arrays("a", npy_bytes_to_array(data), array).ok
+
+        def replay(forget: bool) -> None:
+            if forget:
+                blobs._VERIFIED.clear()  # the first test of a run to use this blob
+            checks = ArrayChecks(ctx)  # setup: BlobStore.verify
+            checks.check_array("a", array)
+
+        return (
+            best_of(before, repeat),
+            best_of(lambda: replay(True), repeat),
+            best_of(lambda: replay(False), repeat),
+        )
+
+
+def bench_replay(mib: int, repeat: int) -> tuple[list[str], bool]:
+    n = mib * (1 << 20) // 4
+    print(f"check_array replay: {mib} MiB float32 blob, best of {repeat}")
+    t_before, t_first, t_again = replay_times(n, repeat)
+    row("read + blake3 + load + compare (anchor)", t_before, 4 * n)
+    row("setup check + check_array, first use", t_first, 4 * n)
+    row("setup check + check_array, blob known", t_again, 4 * n)
+    small = 4096
+    print(f"check_array replay: {4 * small // 1024} KiB float32 blob, best of {repeat * 200}")
+    s_before, s_first, s_again = replay_times(small, repeat * 200)
+    for label, seconds in (
+        ("read + blake3 + load + compare (anchor)", s_before),
+        ("setup check + check_array, first use", s_first),
+        ("setup check + check_array, blob known", s_again),
+    ):
+        print(f"  {label:<44} {seconds * 1e6:10.1f} us")
+    ratio = t_before / t_first
+    ok = ratio >= REPLAY_TARGET
+    return [
+        f"ratio check_array replay {mib} MiB: setup check + check_array at {ratio:.2f}x the "
+        f"speed of the old hash-at-use path (target >= {REPLAY_TARGET:g}x): "
+        f"{'met' if ok else 'MISSED'}; {t_before / t_again:.2f}x for a blob this run already "
+        "checked",
+        f"ratio check_array replay {4 * small // 1024} KiB: {s_before / s_first:.2f}x first use, "
+        f"{s_before / s_again:.2f}x blob known (per-call overhead, no target)",
     ], ok
 
 
@@ -166,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     ratios, ok = bench_cpu(args.mib, args.repeat)
+    replay_ratios, replay_ok = bench_replay(args.mib, args.repeat)
+    ratios += replay_ratios
+    ok = ok and replay_ok
     cupy = gpu_module()
     if cupy is not None:
         ratios += bench_gpu(cupy, args.gpu_gib, args.repeat)

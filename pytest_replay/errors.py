@@ -140,6 +140,11 @@ def _shell_quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
+def quote_test(nodeid: str) -> str:
+    """A node id quoted for a shell, the way ``{test}`` in a Fix line is filled in."""
+    return _shell_quote(nodeid)
+
+
 def rerecord_fix(extra: str = "") -> str:
     """The Fix line for 'the recording is stale or incomplete'."""
     return f"re-record this test: pytest --replay=record {{test}}{extra}"

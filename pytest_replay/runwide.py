@@ -8,12 +8,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Generator
-from shlex import quote
 from typing import Any
 
 import pytest
 
-from . import ambient
+from . import ambient, twice
 from .cassette import display_path
 from .modes import Mode
 from .plugin import FORCE_MODE_KEY, RECORDED_KEY, RUN_KEY
@@ -69,16 +68,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return True
 
 
-TWICE_FAILED = (
-    "replay-twice: replaying the cassette this test had just recorded did not give the same "
-    "run, so the test is not deterministic (what it recorded was discarded); what differed:\n"
-)
-TWICE_FIX = (
-    "\n  Fix: take every varying input through replay.fact / now / random_bytes / uuid4 "
-    "(or a step), then re-record: pytest --replay=record --replay-twice {test}"
-)
-
-
 def _merge_twice(
     first: list[pytest.TestReport], again: list[pytest.TestReport]
 ) -> list[pytest.TestReport]:
@@ -89,9 +78,7 @@ def _merge_twice(
         late = failure if report.when == "call" else teardown if report.when == "teardown" else None
         if late is not None:
             report.outcome = "failed"
-            report.longrepr = (
-                TWICE_FAILED + late.longreprtext + TWICE_FIX.replace("{test}", quote(report.nodeid))
-            )
+            report.longrepr = twice.failure_text(late.longreprtext, report.nodeid)
             report.sections.extend(late.sections)
     return first
 
@@ -139,7 +126,12 @@ def _uses_replay(item: pytest.Item, ini_settings: dict[str, Any]) -> bool:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A test whose body ran (and did not skip) used replay only if it reached its session."""
+    """A test whose body ran (and did not skip) used replay only if it reached its session.
+
+    In the second pass of --replay-twice, replay errors lose their own Fix line first.
+    """
+    if call.excinfo is not None and item.stash.get(FORCE_MODE_KEY, None) is not None:
+        twice.drop_fixes(call.excinfo.value)  # before the report renders the error
     report = yield
     if report.when == "call" and (not report.skipped or hasattr(report, "wasxfail")):
         run = item.config.stash.get(RUN_KEY, None)

@@ -10,8 +10,39 @@ from typing import Any
 import yaml
 
 from .blobs import atomic_write
+from .errors import ReplayError, quote_test
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+FAILED = (
+    "replay-twice: replaying the cassette this test had just recorded did not give the same "
+    "run, so the test is not deterministic (what it recorded was discarded); what differed:\n"
+)
+FIX = (
+    "take every varying input through replay.fact / now / random_bytes / uuid4 "
+    "(or a step), then re-record: pytest --replay=record --replay-twice {test}"
+)
+
+
+def failure_text(inner: str, nodeid: str) -> str:
+    """The second pass's failure, told as the test's: what differed, then one Fix line."""
+    return f"{FAILED}{inner}\n  Fix: {FIX.replace('{test}', quote_test(nodeid))}"
+
+
+def drop_fixes(exc: BaseException | None) -> None:
+    """Take the Fix line off the replay errors of a second pass (and those they chain to).
+
+    Their advice ("if the new output is right, re-record", "allow the drift")
+    is for a test whose behaviour changed; a run that differs from the one
+    recorded a moment before is non-deterministic, and failure_text says so.
+    What differed (the at/recorded/current rows, the field changes) stays.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ReplayError):
+            exc.fix = None
+        exc = exc.__cause__ or exc.__context__
 
 
 def ring_logs(cassette: Path, data: bytes | None) -> set[Path]:

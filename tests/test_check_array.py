@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 ARRAY_MODULE = """
 import os
 import numpy as np
@@ -75,8 +77,52 @@ def test_a_missing_array_blob_names_the_test_and_the_cassette(rt):
     for blob in (rt.root / "cassettes" / ".blobs").glob("*.npy"):
         blob.unlink()
     result = rt.run("--replay=strict")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)  # at setup, like any other blob
     result.stdout.fnmatch_lines(
-        ["*test: *test_mod.py::test_logits*", "*cassette: *cassettes/test_mod/test_logits.yaml*"]
+        [
+            "*replay_cassette: blob *.npy cannot be read: No such file or directory",
+            "*test: *test_mod.py::test_logits*",
+            "*cassette: *cassettes/test_mod/test_logits.yaml*",
+            "*Fix: commit the .blobs directory*",
+        ]
     )
     assert "blobs.py" not in result.stdout.str()  # no frames of our internals
+
+
+MARKED = """
+import pathlib
+import numpy as np
+
+def test_marked(replay):
+    pathlib.Path("body-ran").write_text("yes")  # a side effect the test must not reach
+    replay.check_array("probs", np.linspace(0, 1, 4096, dtype=np.float32))
+"""
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_array_blob_errors_the_test_at_setup_before_its_body(rt, damage):
+    rt.module(MARKED)
+    rt.record().assert_outcomes(passed=1)
+    (rt.root / "body-ran").unlink()
+    (blob,) = (rt.root / "cassettes" / ".blobs").glob("*.npy")
+    data = blob.read_bytes()
+    if damage == "truncate":
+        blob.write_bytes(data[:100])
+    else:  # same size, one bit changed: only the digest can tell
+        blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_marked*",
+            f"*replay_cassette: blob {blob.name} does not match its digest (tampered or corrupted)",
+            "*test:*test_mod.py::test_marked",
+            "*cassette:*cassettes/test_mod/test_marked.yaml",
+            f"*at:*cassettes/.blobs/{blob.name}",
+            "*Fix: restore the blob from version control, or re-record: "
+            "pytest --replay=record 'test_mod.py::test_marked'",
+        ]
+    )
+    assert not (rt.root / "body-ran").exists()
+    blob.write_bytes(data)  # put back: the replay passes again
+    rt.run("--replay=strict").assert_outcomes(passed=1)

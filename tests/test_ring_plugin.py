@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pytest_replay.ring import read_records
 
 RING_MODULE = """
@@ -91,3 +93,78 @@ def test_a_ring_log_path_outside_the_cassette_folder_is_refused(rt):
     result = rt.run("--replay=strict")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*each log a file name next to the cassette*", "*Fix:*"])
+
+
+RING_MARKED = """
+import pathlib
+
+def test_r(replay):
+    pathlib.Path("body-ran").write_text("yes")  # a side effect the test must not reach
+    ring = replay.ring("dispatch", capacity=8)
+    for op in range(14):
+        ring.publish(opcode=op)
+"""
+
+
+@pytest.mark.parametrize(
+    ("damage", "summary"),
+    [
+        ("truncate", "ring_truncated: ring log is shorter than its 14 record slots"),
+        ("append", "ring_header_mismatch: ring log is longer than its 14 record slots"),
+        ("magic", "ring_header_mismatch: not a VRRL0001 ring log (bad file magic)"),
+        ("delete", "ring_log: ring log does not exist"),
+    ],
+)
+def test_a_damaged_ring_log_errors_the_test_at_setup_before_its_body(rt, damage, summary):
+    rt.module(RING_MARKED)
+    rt.record().assert_outcomes(passed=1)
+    (rt.root / "body-ran").unlink()
+    log = rt.root / "cassettes" / "test_mod" / "test_r.dispatch.vrrl"
+    data = log.read_bytes()
+    assert len(data) == 32 + 64 * 14
+    if damage == "truncate":
+        log.write_bytes(data[:-10])
+    elif damage == "append":
+        log.write_bytes(data + b"xxxx")
+    elif damage == "magic":
+        log.write_bytes(b"\xd4\xb4\xc3V(\xf1\xc5%" + data[8:])
+    else:
+        log.unlink()
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    shown = "cassettes/test_mod/test_r.dispatch.vrrl"
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_r*",
+            f"replay_ring_log: {summary.split(': ', 1)[1]}",
+            "*test:*test_mod.py::test_r",
+            "*cassette:*cassettes/test_mod/test_r.yaml",
+            f"*at:*{shown}*",
+            f"*Fix: restore {shown} from version control, or re-record: "
+            "pytest --replay=record 'test_mod.py::test_r'",
+        ]
+    )
+    out = result.stdout.str()
+    assert f"{rt.root}/" not in out  # paths shown relative to the rootdir
+    assert "Traceback" not in out
+    assert not (rt.root / "body-ran").exists()
+
+
+def test_a_bad_record_in_a_ring_log_is_found_when_the_test_ends(rt):
+    # Reading every record at setup would cost as much as the diff itself:
+    # a record's own magic word is checked where the records are read.
+    rt.module(RING_MARKED)
+    rt.record().assert_outcomes(passed=1)
+    log = rt.root / "cassettes" / "test_mod" / "test_r.dispatch.vrrl"
+    data = bytearray(log.read_bytes())
+    data[32 + 64 * 3 : 32 + 64 * 3 + 4] = b"\x01\x02\x03\x04"
+    log.write_bytes(bytes(data))
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "replay_ring_log: record slot 3 has a bad magic word (1 bad slots in all)",
+            "*at:*cassettes/test_mod/test_r.dispatch.vrrl slot 3 (byte 224)",
+            "*Fix: restore cassettes/test_mod/test_r.dispatch.vrrl from version control*",
+        ]
+    )

@@ -59,12 +59,21 @@ def test_non_determinism_fails_names_the_difference_and_keeps_the_old_cassette(r
             "the same run, so the test is not deterministic (what it recorded was discarded); "
             "what differed:",
             "*replay_drift: output of step answer drifted*",
-            "*Fix: take every varying input through replay.fact*",
+            "*at:*answer: n",
+            "*recorded:*1",
+            "*current:*2",
+            "*Modified*n*1*2",
+            "  Fix: take every varying input through replay.fact / now / random_bytes / uuid4 "
+            "(or a step), then re-record: "
+            "pytest --replay=record --replay-twice 'test_mod.py::test_flaky'",
             "mode record: 1 test(s) used replay; 1 failed-not-saved",
             "mode replay-twice: 1 test(s) used replay; 1 failed",
             "NOT SAVED (test failed, old cassette kept): test_mod.py::test_flaky",
         ]
     )
+    # One Fix line, for non-determinism: not the drift error's "if the new output
+    # is right, re-record", which would record the flaky run again.
+    assert result.stdout.str().count("Fix:") == 1
     assert path.read_bytes() == before
 
 
@@ -143,3 +152,35 @@ def test_undoing_a_recording_puts_back_the_old_ring_logs_only(rt, monkeypatch):
         failed=1, deselected=1
     )
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+VARIANTS = """
+import itertools, pytest
+
+PASS = itertools.count()
+
+def test_unused(replay):
+    if next(PASS) == 0:  # only the first pass asks: the second leaves it unused
+        replay.fact("once", lambda: 1)
+
+def test_rewrapped(replay):
+    key = f"k{next(PASS)}"  # the second pass asks for a fact never recorded
+    try:
+        replay.fact(key, lambda: 1)
+    except Exception as exc:
+        raise RuntimeError("lookup failed") from exc
+"""
+
+
+@pytest.mark.parametrize(
+    ("test", "inner"),
+    [("test_unused", "replay_unused"), ("test_rewrapped", "replay_missing_fact")],
+)
+def test_a_twice_failure_has_one_fix_line_with_the_quoted_node_id(rt, test, inner):
+    rt.module(VARIANTS)
+    result = rt.run("--replay=record", "--replay-twice", "-k", test)
+    result.assert_outcomes(failed=1, deselected=1)
+    out = result.stdout.str()
+    assert inner in out  # what differed is still shown
+    assert out.count("Fix:") == 1, out
+    assert f"pytest --replay=record --replay-twice 'test_mod.py::{test}'" in out

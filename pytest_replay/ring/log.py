@@ -344,35 +344,43 @@ class RingLog:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], capacity: int | None = None, *, readonly: bool = False
+        cls,
+        path: str | os.PathLike[str],
+        capacity: int | None = None,
+        *,
+        readonly: bool = False,
+        shown: str | None = None,
     ) -> RingLog:
         """Open the log at ``path``, creating it with ``capacity`` slots if absent.
 
-        An existing log keeps the capacity in its header.  ``readonly`` never
-        creates or writes the file; ``capacity`` may then be None.
+        An existing log keeps the capacity in its header, and its size must be
+        exactly ``32 + 64 * capacity``.  ``readonly`` never creates or writes
+        the file; ``capacity`` may then be None.  ``shown`` names the file in
+        messages (a path relative to the rootdir); ``path`` by default.
         """
         spath = os.fspath(path)
+        name = shown or spath
         if capacity is not None:
-            _validate_capacity(int(capacity), spath, "requested")
+            _validate_capacity(int(capacity), name, "requested")
         exists = os.path.exists(spath)
         if not exists:
             if readonly or capacity is None:
                 raise RingLogError(
                     "ring log does not exist",
-                    place=spath,
-                    fix=f"record the test first (pytest --replay=record) so {spath} is written",
+                    place=name,
+                    fix=f"record the test first (pytest --replay=record) so {name} is written",
                 )
             return cls._create(spath, int(capacity))
         try:
             fh: BinaryIO = open(spath, "rb" if readonly else "r+b", buffering=0)  # noqa: SIM115
         except OSError as exc:
-            raise _io_error("open", spath, exc) from exc
+            raise _io_error("open", name, exc) from exc
         try:
-            cap, cursor = cls._read_header(fh, spath)
+            cap, cursor = cls._read_header(fh, name)
         except BaseException:
             fh.close()
             raise
-        return cls(fh, spath, cap, cursor, writable=not readonly)
+        return cls(fh, name, cap, cursor, writable=not readonly)
 
     @classmethod
     def _create(cls, path: str, capacity: int) -> RingLog:
@@ -594,10 +602,22 @@ def _header_bytes(capacity: int, cursor: int) -> bytes:
     return header.tobytes()
 
 
-def read_records(path: str | os.PathLike[str]) -> np.ndarray:
+def read_records(path: str | os.PathLike[str], *, shown: str | None = None) -> np.ndarray:
     """The live records of an existing log, oldest first; never writes the file."""
-    with RingLog.open(path, readonly=True) as log:
+    with RingLog.open(path, readonly=True, shown=shown) as log:
         return log.records()
+
+
+def check_log(path: str | os.PathLike[str], *, shown: str | None = None) -> int:
+    """Check what is cheap to check without reading the records; returns the capacity.
+
+    The file exists, its 32-byte header has the VRRL0001 magic, version 1
+    and a valid capacity, and its size is exactly ``32 + 64 * capacity``.
+    The records themselves (each one's magic word) are checked when they
+    are read, by ``read_records``.
+    """
+    with RingLog.open(path, readonly=True, shown=shown) as log:
+        return log.capacity
 
 
 def write_records(

@@ -10,7 +10,7 @@ from ..cassette import sanitize_component
 from ..context import RecorderContext
 from ..errors import CassetteError, ConfigError, RingDiff, RingLogError, rerecord_fix, restore_fix
 from ..modes import Mode
-from .log import read_records
+from .log import check_log, read_records
 from .recorder import RingRecorder, diff_streams, stream_digest
 
 # 255 bytes, less '.vrrl' and the '.<pid>.<hex>.tmp' suffix of an atomic write.
@@ -55,6 +55,16 @@ class RingSet:
                 fix=restore_fix(),
             )
         self.recorded: dict[str, dict[str, Any]] = recorded
+        if ctx.mode.checks_outputs:
+            # At setup, so a missing, cut or appended-to log errors the test
+            # before its body runs: header and exact size only (no records
+            # read). Each record's magic word is checked when finish reads it.
+            for entry in recorded.values():
+                path, shown = self._log(entry)
+                try:
+                    check_log(path, shown=shown)
+                except RingLogError as err:
+                    raise _in_test(err, shown) from None
 
     def ring(self, name: str, capacity: int, xp: ModuleType | str | None = None) -> RingRecorder:
         """A ring whose slot table lives on the device (CuPy when it sees one, else NumPy)."""
@@ -91,11 +101,11 @@ class RingSet:
                         fix=rerecord_fix(),
                     )
                 )
-            path = self.ctx.cassette_path.parent / entry["log"]
+            path, shown = self._log(entry)
             try:
-                recorded = read_records(path)
+                recorded = read_records(path, shown=shown)
             except RingLogError as err:
-                raise self.ctx.error(err) from None
+                raise self.ctx.error(_in_test(err, shown)) from None
             result = diff_streams(recorded, ring.stream(), name)
             if not result:
                 raise self.ctx.error(
@@ -105,6 +115,13 @@ class RingSet:
                         **result.error_fields(),
                     )
                 )
+
+    def _log(self, entry: dict[str, Any]) -> tuple[Path, str]:
+        """A recorded ring's log: its path, and its name in messages (like the cassette's)."""
+        return (
+            self.ctx.cassette_path.parent / entry["log"],
+            Path(self.ctx.shown).with_name(entry["log"]).as_posix(),
+        )
 
     def save_files(self) -> None:
         """Write each ring's .vrrl (left untouched when only timestamps changed)."""
@@ -141,3 +158,9 @@ def install(session: Any) -> RingSet:
     rings = RingSet(session.context)
     session.ring = rings.ring
     return rings
+
+
+def _in_test(err: RingLogError, shown: str) -> RingLogError:
+    """A damaged or missing log of a recorded test: the Fix a test run can give."""
+    err.fix = f"restore {shown} from version control, or re-record: pytest --replay=record {{test}}"
+    return err

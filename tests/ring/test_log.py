@@ -25,7 +25,7 @@ from pytest_replay.ring import (
     read_records,
     write_records,
 )
-from pytest_replay.ring.log import digest_bytes, empty_records
+from pytest_replay.ring.log import check_log, digest_bytes, empty_records
 
 # The Rust writer's layout, spelled independently of RECORD_DTYPE.
 _HEADER = struct.Struct("<8sIIQQ")
@@ -348,6 +348,36 @@ def test_bytes_past_the_last_slot_are_rejected(path: Path) -> None:
         assert "longer than its 4 record slots" in str(info.value)
         assert info.value.place == f"{path} byte {32 + 64 * 4}"
         assert str(path) in info.value.fix
+
+
+def test_check_log_checks_the_header_and_size_but_not_the_records(path: Path) -> None:
+    write_header(path, 4, body_records=4)
+    assert check_log(path) == 4
+    data = bytearray(path.read_bytes())
+    data[32:36] = b"\x01\x02\x03\x04"  # slot 0's magic: found only when records are read
+    path.write_bytes(bytes(data))
+    assert check_log(path) == 4
+    with pytest.raises(HeaderMismatch, match="slot 0"):
+        read_records(path)
+    path.write_bytes(bytes(data[:-1]))
+    with pytest.raises(Truncated):
+        check_log(path)
+
+
+def test_messages_name_the_log_as_shown(path: Path) -> None:
+    shown = "cassettes/test_m/test_t.r.vrrl"
+    write_header(path, 4, body_records=4)
+    with path.open("ab") as fh:
+        fh.write(b"x")
+    for read in (check_log, read_records):
+        with pytest.raises(HeaderMismatch) as info:
+            read(path, shown=shown)
+        assert info.value.place == f"{shown} byte {32 + 64 * 4}"
+        assert str(path) not in str(info.value)
+    path.unlink()
+    with pytest.raises(RingLogError, match="does not exist") as info:
+        check_log(path, shown=shown)
+    assert info.value.place == shown
 
 
 def test_sync_fsyncs_the_log(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
