@@ -123,6 +123,9 @@ class BlobStore:
         path = self.path_for(name)
         if name in self._pending:
             return self._pending[name]
+        kept = self._checked.pop(name, None)  # small, read and checked at setup
+        if kept is not None:
+            return kept
         try:
             with open(path, "rb") as fh:
                 stamp = _stamp(os.fstat(fh.fileno()))

@@ -776,6 +776,32 @@ def test_check_and_show_read_http_sections(hrt, capsys):
     assert "does not match its digest" in capsys.readouterr().out
 
 
+def test_a_tampered_body_blob_errors_the_test_at_setup_before_its_body_runs(hrt):
+    hrt.module(
+        """
+        import pathlib, requests
+        def test_t(replay, server):
+            pathlib.Path("body-ran").write_text("x")
+            assert requests.get(server.base + "/binary").content
+        """
+    )
+    hrt.record().assert_outcomes(passed=1)
+    (hrt.root / "body-ran").unlink()
+    [blob] = (hrt.root / "cassettes" / ".blobs").iterdir()
+    blob.write_bytes(b"tampered")
+    result = hrt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    assert not (hrt.root / "body-ran").exists()
+    out = result.stdout.str()
+    assert f"blob {blob.name} does not match its digest" in out
+    assert "test:      test_mod.py::test_t" in out
+    blob.unlink()
+    result = hrt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    assert f"blob {blob.name} cannot be read" in result.stdout.str()
+    assert not (hrt.root / "body-ran").exists()
+
+
 def test_a_hand_written_cassette_serves_https_to_every_client_in_strict(hrt):
     interaction = (
         '> {"method": "GET", "uri": "https://api.example.com/v1/items?page=1"}\n'

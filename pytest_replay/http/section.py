@@ -85,9 +85,17 @@ class HttpRecorder:
 
     def start(self) -> None:
         if self.replaying and self.ctx.section("http"):
-            # Checked now, so a malformed line errors the test at setup (as a bad
-            # section of any other kind does), not inside the HTTP client later.
-            self.stored  # noqa: B018
+            # Checked now, so a malformed line or a missing or tampered body blob
+            # errors the test at setup (as a bad section of any other kind does),
+            # not inside the HTTP client later. The blobs are not hashed again
+            # when served (BlobStore.verify).
+            try:
+                for item in self.stored:
+                    for part in (item["request"], item["response"]):
+                        if part.get("body_blob"):
+                            self.ctx.blobs.verify(part["body_blob"])
+            except ReplayError as err:
+                raise self.ctx.error(err).with_traceback(None) from None
         if self.ctx.run_mode is Mode.STRICT:
             self._guard = NetworkGuard(self.allow_hosts, self._blocked)
             self._guard.install()
