@@ -17,7 +17,7 @@ from .config import DEFAULT_BLOB_THRESHOLD, merge_settings
 from .diffs import DiffStore
 from .errors import ConfigError, PluginConflict, ReplayError
 from .modes import MODES, Mode, effective_mode, resolve_mode
-from .report import ReplayReport, unrecorded_error
+from .report import ReplayReport, raised_in_recorded_call, unexcused_error
 from .session import ReplaySession, TestResult
 from .twice import Snapshot
 from .usage import REPORT_FILE, UnusedReport, Usage
@@ -399,7 +399,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
             snapshot = Snapshot.take(session.cassette)
         # Only xfail tests pay for this: an XPASS(strict) is a failure, and a failing
         # test keeps its old cassette.
-        marked = session.run_mode.may_write and item.get_closest_marker("xfail") is not None
+        marked = session.should_save() and item.get_closest_marker("xfail") is not None
         before = snapshot or (Snapshot.take(session.cassette) if marked else None)
         result = _terse(session.after_call)
     except pytest.skip.Exception:
@@ -464,7 +464,7 @@ def pytest_runtest_makereport(
     if outcome is not None:
         del item.stash[OUTCOME_KEY]
     # An xfail test failed by its replay error already shows that error.
-    settled = _settle_xfail(report, exc, outcome)
+    settled = _settle_xfail(item, report, exc, outcome)
     terse = isinstance(exc, ReplayError) and getattr(exc, "terse", False)
     if terse and report.failed and not settled:
         report.longrepr = exc.render()
@@ -472,6 +472,7 @@ def pytest_runtest_makereport(
 
 
 def _settle_xfail(
+    item: pytest.Item,
     report: pytest.TestReport,
     exc: BaseException | None,
     outcome: tuple[ReplaySession, TestResult, Snapshot | None] | None,
@@ -482,15 +483,22 @@ def _settle_xfail(
     session, result, snapshot = outcome if outcome is not None else (None, None, None)
     if report.skipped and hasattr(report, "wasxfail"):  # xfailed
         caught = session.raised if session is not None else []
-        err = unrecorded_error([exc, *caught])
+        second_pass = item.stash.get(FORCE_MODE_KEY, None) is not None  # --replay-twice
+        err = unexcused_error([exc, *caught], every_kind=second_pass)
         if err is not None:
             # Not the failure the marker expects: the test fails with the replay error.
             if err is not exc:
                 err.details.append("(this error was raised during the test and caught by the code)")
-            err.details.append("(not excused by xfail: the recording is missing or incomplete)")
+            err.details.append(
+                "(not excused by xfail: it is about the recording, not the code under test)"
+            )
         elif session is not None and result is not None and result.failed:
+            # A failure out of a recorded fetch (a fact's function, a step, an
+            # HTTP call) left that fetch unrecorded: a replay could not reach it.
+            code = getattr(getattr(item, "function", None), "__code__", None)
+            complete = not raised_in_recorded_call(exc, code)
             try:
-                session.expected_failure(result)  # saved when recording
+                session.expected_failure(result, complete=complete)  # saved when recording
             except ReplayError as save_err:
                 err = save_err
         if err is not None:

@@ -22,27 +22,61 @@ _COUNTS = (
 )
 
 
-# Replay errors that mean the cassette never held what the test asked for (or
-# could not hold it). An xfail marker expects the code under test to fail, not
-# the recording to be missing, so these fail an xfail test instead of being
-# counted as its expected failure: strict would otherwise never check the test.
-UNRECORDED_KINDS = frozenset(
+# Replay errors an xfail never excuses. They say the recording is missing,
+# incomplete, unreadable or could not be written (or the replay settings are
+# wrong), not that the code under test failed as the marker expects; excused,
+# strict would never check the test.
+UNEXCUSED_KINDS = frozenset(
     {
         "replay_missing_cassette",
         "replay_missing_fact",
         "replay_missing_http",
         "replay_missing_step",
         "replay_record",
+        "replay_cassette",
+        "replay_ring_log",
+        "replay_config",
+        "replay_conflict",
     }
 )
 
+# Where a fetch the cassette records runs: a failure raised through these
+# frames left nothing recorded for that fetch (facts, steps, tools, vcrpy).
+_RECORDED_CALL_MODULES = ("pytest_replay.", "vcr.")
 
-def unrecorded_error(errors: Iterable[BaseException | None]) -> ReplayError | None:
-    """The first of ``errors`` that an xfail must not excuse, or None."""
+
+def unexcused_error(
+    errors: Iterable[BaseException | None], *, every_kind: bool = False
+) -> ReplayError | None:
+    """The first of ``errors`` that an xfail must not excuse, or None.
+
+    ``every_kind``: any replay error (the second pass of --replay-twice, where
+    a difference from the run just recorded is non-determinism, never expected).
+    """
     for err in errors:
-        if isinstance(err, ReplayError) and err.kind in UNRECORDED_KINDS:
+        if isinstance(err, ReplayError) and (every_kind or err.kind in UNEXCUSED_KINDS):
             return err
     return None
+
+
+def raised_in_recorded_call(exc: BaseException | None, test_code: object) -> bool:
+    """``exc`` came out of a fetch the cassette records, called by the test's body.
+
+    Such a fetch recorded nothing (its function raised), so a replay cannot
+    reach the same failure: the recording of an xfailed test is incomplete.
+    """
+    tb = exc.__traceback__ if exc is not None else None
+    in_test = False
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is test_code:
+            in_test = True
+        elif in_test and str(frame.f_globals.get("__name__", "")).startswith(
+            _RECORDED_CALL_MODULES
+        ):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 @dataclass
@@ -88,7 +122,7 @@ class ReplayReport:
         for r in self.results:
             if r.not_saved:
                 kept = "nothing written" if r.new else "old cassette kept"
-                why = "xfailed after a replay error" if r.xfailed else "test failed"
+                why = "xfailed, recording incomplete" if r.xfailed else "test failed"
                 out.append(f"NOT SAVED ({why}, {kept}): {r.nodeid}")
         out.extend(self._warnings())
         if verbose > 0:

@@ -190,7 +190,7 @@ class ReplaySession:
                 )
             )
         result = self.result(failed=False, unused=len(unused))
-        if self._should_save():
+        if self.should_save():
             self._save(result)
         return result
 
@@ -230,18 +230,19 @@ class ReplaySession:
         result = self.result(failed=not skipped, unused=unused)
         if any(err.kind.startswith("replay_missing") for err in self.raised):
             result.verdict = Verdict.MISS.value  # the cassette lacked what the test asked
-        result.not_saved = not skipped and self._should_save()
+        result.not_saved = not skipped and self.should_save()
         result.new = not self.existed  # there is no old cassette to keep
         return result
 
-    def expected_failure(self, result: TestResult) -> None:
+    def expected_failure(self, result: TestResult, *, complete: bool = True) -> None:
         """The test failed as its xfail expected: ``result`` (from ``failed_result``) is
         not a failure, and a recording test saves what it took in up to that failure,
         which a replay needs to reach the same failure. A replay error raised during
-        the test means the recording is not whole: nothing is saved then. Raises a
+        the test, or a failure out of a recorded fetch (``complete=False``), means
+        the recording is not whole: nothing is saved then. Raises a
         ReplayError when the cassette cannot be written.
         """
-        save = self._should_save() and not self.raised
+        save = self.should_save() and not self.raised and complete
         if save:
             if self.mode.records:
                 for recorder in self.recorders:
@@ -249,7 +250,7 @@ class ReplaySession:
             self._save(result)
         result.failed = False
         result.xfailed = True
-        result.not_saved = not save and self._should_save()
+        result.not_saved = not save and self.should_save()
 
     def result(self, *, failed: bool, unused: int) -> TestResult:
         return TestResult(
@@ -264,7 +265,8 @@ class ReplaySession:
 
     # -- internals -------------------------------------------------------------------
 
-    def _should_save(self) -> bool:
+    def should_save(self) -> bool:
+        """This test's cassette is written if it passes (record; replay with new facts)."""
         if self.mode is Mode.RECORD:
             return True
         # replay: only what is new (facts fetched live for a retryable miss).

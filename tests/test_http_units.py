@@ -337,6 +337,13 @@ def test_the_guard_allows_loopback_and_listed_hosts_only():
     guard.check("/tmp/some.sock")  # AF_UNIX paths are not network
 
 
+def test_an_allowed_international_name_lets_through_its_ascii_form_too():
+    guard = _guard("Bücher.example")
+    assert guard.allows("bücher.example") and guard.allows("xn--bcher-kva.example")
+    guard.check_lookup("xn--bcher-kva.example")  # what requests and httpx look up
+    assert not guard.allows("xn--bchr-kva.example")
+
+
 def test_an_allowed_name_lets_through_what_the_client_resolved_it_to():
     guard = _guard("svc.internal")
     assert not guard.allows("10.9.8.7")

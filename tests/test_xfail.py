@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 from pytest_replay import errors
-from pytest_replay.report import UNRECORDED_KINDS, unrecorded_error
+from pytest_replay.report import UNEXCUSED_KINDS, unexcused_error
 
 KNOWN_BUG = """
 import pytest
@@ -53,7 +53,7 @@ def test_strict_without_a_cassette_fails_an_xfail_test(rt, marker):
         [
             "replay_missing_cassette: no cassette for this test, and strict mode never records",
             "*test:*test_mod.py::test_bug",
-            "*(not excused by xfail: the recording is missing or incomplete)",
+            "*(not excused by xfail: it is about the recording, not the code under test)",
             "*Fix: record it, then commit the cassette: pytest --replay=record 'test_mod.py::test_bug'",
             "mode strict: 1 test(s) used replay; 1 failed",
         ]
@@ -84,7 +84,7 @@ def test_a_fact_the_cassette_lacks_is_not_excused_by_xfail(rt, mode):
         [
             "replay_missing_fact: missing recorded fact",
             "*at:*key 'y' ordinal 0",
-            "*(not excused by xfail: the recording is missing or incomplete)",
+            "*(not excused by xfail: it is about the recording, not the code under test)",
         ]
     )
 
@@ -114,7 +114,7 @@ def test_an_unrecorded_error_the_code_caught_is_not_excused_either(rt):
             "replay_missing_fact: missing recorded fact",
             "*at:*key 'z' ordinal 0",
             "*(this error was raised during the test and caught by the code)",
-            "*(not excused by xfail: the recording is missing or incomplete)",
+            "*(not excused by xfail: it is about the recording, not the code under test)",
         ]
     )
 
@@ -259,12 +259,14 @@ def test_unrecorded_kinds_are_kinds_errors_raise():
         for _, cls in inspect.getmembers(errors, inspect.isclass)
         if issubclass(cls, errors.ReplayError)
     }
-    assert kinds >= UNRECORDED_KINDS
-    assert {k for k in kinds if k.startswith("replay_missing")} <= UNRECORDED_KINDS
+    assert kinds >= UNEXCUSED_KINDS
+    assert {k for k in kinds if k.startswith("replay_missing")} <= UNEXCUSED_KINDS
     drift = errors.DriftExceeded("d")
     missing = errors.MissingFact("m")
-    assert unrecorded_error([None, ValueError(), drift, missing]) is missing
-    assert unrecorded_error([drift, errors.ArrayDiff("a")]) is None
+    assert unexcused_error([None, ValueError(), drift, missing]) is missing
+    assert unexcused_error([drift, errors.ArrayDiff("a")]) is None
+    assert unexcused_error([drift], every_kind=True) is drift  # --replay-twice's second pass
+    assert unexcused_error([ValueError()], every_kind=True) is None
 
 
 def test_an_unrecorded_error_at_setup_errors_the_xfail_test(rt):
@@ -287,7 +289,7 @@ def test_bug(replay):
         [
             "*ERROR at setup of test_bug*",
             "replay_missing_fact: the cassette was recorded without clock=*",
-            "*(not excused by xfail: the recording is missing or incomplete)",
+            "*(not excused by xfail: it is about the recording, not the code under test)",
         ]
     )
 
@@ -312,6 +314,89 @@ def test_bug(replay):
     result = rt.run()
     result.assert_outcomes(xfailed=1)
     result.stdout.fnmatch_lines(
-        ["NOT SAVED (xfailed after a replay error, old cassette kept): test_mod.py::test_bug"]
+        ["NOT SAVED (xfailed, recording incomplete, old cassette kept): test_mod.py::test_bug"]
     )
     assert rt.cassette("test_bug").read_bytes() == old
+
+
+RAISED_IN_A_FETCH = """
+import pytest
+
+def fetch():
+    raise ConnectionError("known bug")
+
+def step_body():
+    pytest.xfail("known bug inside a step")
+
+@pytest.mark.xfail(raises=ConnectionError)
+def test_fact(replay):
+    replay.fact("resp", fetch)
+
+def test_step(replay):
+    replay.step("s", step_body)
+"""
+
+
+def test_an_expected_failure_out_of_a_recorded_fetch_is_not_saved(rt):
+    # The fetch recorded nothing, so a replay could never reach the same failure.
+    rt.module(RAISED_IN_A_FETCH)
+    result = rt.record()
+    result.assert_outcomes(xfailed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "NOT SAVED (xfailed, recording incomplete, nothing written): test_mod.py::test_fact",
+            "NOT SAVED (xfailed, recording incomplete, nothing written): test_mod.py::test_step",
+        ]
+    )
+    assert not rt.cassette("test_fact").exists() and not rt.cassette("test_step").exists()
+
+
+def test_an_xfail_test_with_bad_replay_settings_errors(rt):
+    rt.module(
+        """
+        import pytest
+
+        @pytest.mark.xfail(strict=True)
+        @pytest.mark.replay(redact_values=["ab"])
+        def test_bug(replay):
+            assert False
+        """
+    )
+    result = rt.record()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*replay_config*", "*(not excused by xfail*"])
+
+
+def test_a_missing_array_blob_is_not_excused_by_xfail(rt):
+    rt.module(
+        """
+        import numpy as np, pytest
+
+        @pytest.mark.xfail(strict=True)
+        def test_bug(replay):
+            replay.check_array("a", np.arange(4.0))
+            assert False
+        """
+    )
+    rt.record().assert_outcomes(xfailed=1)
+    for blob in (rt.root / "cassettes" / ".blobs").iterdir():
+        blob.unlink()
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*replay_cassette: blob * cannot be read*"])
+
+
+def test_replay_twice_does_not_excuse_a_second_pass_difference(rt):
+    rt.module(
+        """
+        import numpy as np, pytest
+
+        @pytest.mark.xfail
+        def test_nondet(replay):
+            replay.check_array("a", np.random.rand(3))
+        """
+    )
+    result = rt.record("--replay-twice")
+    result.assert_outcomes(failed=1)
+    assert "replay-twice: replaying the cassette" in result.stdout.str()
+    assert not rt.cassette("test_nondet").exists()

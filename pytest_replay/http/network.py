@@ -167,9 +167,7 @@ class NetworkGuard:
     def __init__(
         self, allow: Iterable[str], on_block: Callable[[str, Any, str], BaseException]
     ) -> None:
-        self.allow = frozenset(
-            str(ipaddress.ip_address(h)) if _is_ip(h) else h for h in parse_hosts(allow)
-        )
+        self.allow = frozenset(_forms(parse_hosts(allow)))
         self._on_block = on_block
         self._learned: set[str] = set()
         self._saved: tuple[Any, ...] | None = None
@@ -305,6 +303,20 @@ class NetworkGuard:
         self._saved = None
         if _active is self:
             _active = None
+
+
+def _forms(hosts: Iterable[str]) -> Iterable[str]:
+    """Each allowed host as the guard compares it: an address normalised, and an
+    international name also in its ASCII form, which clients look up and connect to.
+    """
+    for host in hosts:
+        if _is_ip(host):
+            yield str(ipaddress.ip_address(host))
+            continue
+        yield host
+        if not host.isascii():
+            with contextlib.suppress(UnicodeError):
+                yield host.encode("idna").decode("ascii")
 
 
 def _text(host: Any) -> Any:
