@@ -382,7 +382,7 @@ def test_the_guard_blocks_lookups_and_udp_sends_and_puts_socket_back():
         # /etc/hosts may lack it (OSError); the guard itself must let it through.
         with contextlib.suppress(OSError):
             socket.gethostbyaddr("127.0.0.1")
-        guard.check_reverse(socket.gethostname())
+        guard.check_lookup(socket.gethostname(), reverse=True)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             with pytest.raises(ValueError, match=r"blocked send a datagram to 192\.0\.2\.1:53"):
                 udp.sendto(b"x", ("192.0.2.1", 53))

@@ -263,11 +263,19 @@ def check_section(section: list[Any], shown: str) -> None:
             raise _bad(shown, i, f"'encoding' must be one of {', '.join(sorted(ENCODINGS))}")
 
 
+def body_blob_names(interactions: list[dict[str, Any]]) -> list[str]:
+    """The body blobs parsed interactions name, requests' and responses'."""
+    return [
+        part["body_blob"]
+        for item in interactions
+        for part in (item["request"], item["response"])
+        if part.get("body_blob")
+    ]
+
+
 def check_blobs(section: Any, blobs: BlobStore, shown: str) -> int:
     """Parse a stored section and verify every body blob it names; returns the count."""
     interactions = parse_section(section, shown)
-    for item in interactions:
-        for part in (item["request"], item["response"]):
-            if part.get("body_blob"):
-                blobs.get(part["body_blob"])
+    for name in body_blob_names(interactions):
+        blobs.get(name)
     return len(interactions)

@@ -198,23 +198,20 @@ class NetworkGuard:
             return
         raise self._on_block(host, address[1] if len(address) > 1 else None, action)
 
-    def check_lookup(self, host: Any, port: Any = None) -> None:
-        """Raise before a DNS lookup of a name the test may not reach."""
+    def check_lookup(self, host: Any, port: Any = None, *, reverse: bool = False) -> None:
+        """Raise before a DNS lookup of a name the test may not reach.
+
+        A forward lookup of an IP literal sends no query; a ``reverse`` (PTR)
+        lookup of an address does, so only a reachable address passes.
+        """
         host = _text(host)
-        if not isinstance(host, str) or self.allows(host) or _is_ip(host.strip("[]").split("%")[0]):
+        if not isinstance(host, str) or self.allows(host):
+            return
+        if not reverse and _is_ip(host.strip("[]").split("%")[0]):
             return
         if host.lower().rstrip(".") in self._own_names:
             return
         raise self._on_block(host, port, RESOLVE)
-
-    def check_reverse(self, host: Any) -> None:
-        """Raise before a reverse (PTR) lookup of an address the test may not reach."""
-        host = _text(host)
-        if not isinstance(host, str) or self.allows(host):
-            return
-        if host.lower().rstrip(".") in self._own_names:
-            return
-        raise self._on_block(host, None, RESOLVE)
 
     # -- patching ------------------------------------------------------------------
 
@@ -270,12 +267,12 @@ class NetworkGuard:
             return real["gethostbyname_ex"](host)
 
         def gethostbyaddr(host: Any) -> Any:
-            guard.check_reverse(host)
+            guard.check_lookup(host, reverse=True)
             return real["gethostbyaddr"](host)
 
         def getnameinfo(address: Any, flags: int) -> Any:
             if not flags & socket.NI_NUMERICHOST and isinstance(address, tuple) and address:
-                guard.check_reverse(address[0])
+                guard.check_lookup(address[0], reverse=True)
             return real["getnameinfo"](address, flags)
 
         patches = {

@@ -16,6 +16,7 @@ from .index import DEFAULT_MATCH_ON, FifoIndex, key_function
 from .interaction import (
     HttpRequest,
     HttpResponse,
+    body_blob_names,
     body_bytes,
     dump_section,
     headers_from_yaml,
@@ -90,10 +91,8 @@ class HttpRecorder:
             # not inside the HTTP client later. The blobs are not hashed again
             # when served (BlobStore.verify).
             try:
-                for item in self.stored:
-                    for part in (item["request"], item["response"]):
-                        if part.get("body_blob"):
-                            self.ctx.blobs.verify(part["body_blob"])
+                for name in body_blob_names(self.stored):
+                    self.ctx.blobs.verify(name)
             except ReplayError as err:
                 raise self.ctx.error(err).with_traceback(None) from None
         if self.ctx.run_mode is Mode.STRICT:
