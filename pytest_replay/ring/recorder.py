@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
@@ -34,6 +36,11 @@ _U32 = 0xFFFFFFFF
 _STAGE_ROWS = 4096
 _BOUNCE_ROWS = 1 << 18  # 16 MiB of pinned memory per drain batch
 _HOST_BLOCK_ROWS = 8192  # 512 KiB: publish_many fills host tables in cache-sized blocks
+# A host batch this large is filled by several threads (NumPy drops the GIL in
+# its copy loops); below it, handing blocks to threads costs more than it saves.
+_PARALLEL_FILL_ROWS = 1 << 17
+_MAX_FILL_THREADS = 4
+_FILL_THREAD_NAME = "pytest-replay-ring-fill"
 
 # The u32 words of a record that take part in a diff: everything after the
 # magic word and the two timestamp words.
@@ -192,22 +199,68 @@ class RingRecorder:
             slot = seq % cap
             # A chunk never crosses the ring's end, so its epoch is one number.
             m = min(n - done, cap - slot, cap - (seq - self._drained))
-            for off in range(0, m, block):
-                lo, k = done + off, min(block, m - off)
-                self._fill(
-                    slot + off,
-                    ts,
-                    seq // cap,
-                    ops[lo : lo + k],
-                    ten if ten.ndim == 0 else ten[lo : lo + k],
-                    arg64 if arg64.ndim == 1 else arg64[lo : lo + k],
-                )
+            blocks = [(slot + off, done + off, min(block, m - off)) for off in range(0, m, block)]
+            self._fill_blocks(blocks, ts, seq // cap, ops, ten, arg64)
             done += m
             self._seq = self._flushed = seq + m
         first = seq0 % cap
         if first + n <= cap:  # no wrap: skip a modulo over the whole batch
             return xp.arange(first, first + n, dtype=xp.int64)
         return xp.arange(seq0, seq0 + n, dtype=xp.int64) % cap
+
+    def _fill_blocks(
+        self,
+        blocks: list[tuple[int, int, int]],
+        ts: int,
+        epoch: int,
+        ops: Any,
+        ten: Any,
+        arg64: Any,
+    ) -> None:
+        """Fill ``(first row, first input, rows)`` blocks; large host batches on several threads."""
+
+        def fill_part(part: list[tuple[int, int, int]]) -> None:
+            for first, lo, k in part:
+                self._fill(
+                    first,
+                    ts,
+                    epoch,
+                    ops[lo : lo + k],
+                    ten if ten.ndim == 0 else ten[lo : lo + k],
+                    arg64 if arg64.ndim == 1 else arg64[lo : lo + k],
+                )
+
+        rows = sum(k for _, _, k in blocks)
+        threads = 1 if self._device or rows < _PARALLEL_FILL_ROWS else _fill_threads()
+        if threads == 1:
+            fill_part(blocks)
+            return
+        # Contiguous shares, one per thread; this thread fills the first.  The
+        # helpers live only for this call: a thread left running would make a
+        # later os.fork() in the test warn (Python 3.12+) or deadlock.
+        share = -(-len(blocks) // threads)
+        parts = [blocks[i : i + share] for i in range(0, len(blocks), share)]
+        errors: list[BaseException] = []
+
+        def run(part: list[tuple[int, int, int]]) -> None:
+            try:
+                fill_part(part)
+            except BaseException as exc:  # re-raised in the caller's thread
+                errors.append(exc)
+
+        helpers = [
+            threading.Thread(target=run, args=(part,), name=_FILL_THREAD_NAME, daemon=True)
+            for part in parts[1:]
+        ]
+        for helper in helpers:
+            helper.start()
+        try:
+            fill_part(parts[0])
+        finally:
+            for helper in helpers:
+                helper.join()
+        if errors:
+            raise errors[0]
 
     def _fill(self, first: int, ts: int, epoch: int, ops: Any, ten: Any, arg64: Any) -> None:
         """Write ``len(ops)`` records into table rows ``first...``, one column at a time.
@@ -439,6 +492,13 @@ class RingRecorder:
             f"RingRecorder({self.name!r}, capacity={self._capacity}, "
             f"xp={self.xp.__name__}, published={self._seq})"
         )
+
+
+@functools.cache
+def _fill_threads() -> int:
+    """How many threads fill a large host batch: the CPUs this process may use, at most 4."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(_MAX_FILL_THREADS, cpus or 1))
 
 
 # --- argument checks ------------------------------------------------------------------

@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,58 @@ def test_publish_many_crosses_host_blocks(monkeypatch: pytest.MonkeyPatch) -> No
     ops = np.arange(20)
     many, single = _one_by_one(8, [("many", (ops, ops % 4, np.stack([ops, ops * 2], axis=1)))])
     assert streams_equal_ignoring_time(many, single)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("capacity", [7, 64])
+def test_publish_many_split_over_threads_equals_one_by_one(
+    monkeypatch: pytest.MonkeyPatch, threads: int, capacity: int
+) -> None:
+    monkeypatch.setattr(recorder_module, "_HOST_BLOCK_ROWS", 2)
+    monkeypatch.setattr(recorder_module, "_PARALLEL_FILL_ROWS", 4)
+    monkeypatch.setattr(recorder_module, "_fill_threads", lambda: threads)
+    started: list[str] = []
+    real_fill = recorder_module.RingRecorder._fill
+
+    def fill(self: Any, *a: Any) -> None:
+        started.append(threading.current_thread().name)
+        real_fill(self, *a)
+
+    monkeypatch.setattr(recorder_module.RingRecorder, "_fill", fill)
+    before = threading.active_count()
+    ops = np.arange(50)
+    plan = [
+        ("many", (ops, ops % 4, np.stack([ops, ops * 2], axis=1))),  # wraps: epochs 0..7
+        ("one", (9, 1, (1, 2))),
+        ("many", (ops[:30], 5, (7, 8, 9))),
+    ]
+    many, single = _one_by_one(capacity, plan)
+    assert streams_equal_ignoring_time(many, single)
+    # the helpers really filled blocks, and none outlives the call
+    assert set(started) == {threading.main_thread().name, recorder_module._FILL_THREAD_NAME}
+    assert threading.active_count() == before
+
+
+def test_an_error_in_a_fill_thread_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder_module, "_HOST_BLOCK_ROWS", 2)
+    monkeypatch.setattr(recorder_module, "_PARALLEL_FILL_ROWS", 4)
+    monkeypatch.setattr(recorder_module, "_fill_threads", lambda: 2)
+    real_fill = recorder_module.RingRecorder._fill
+
+    def fill(self: Any, first: int, *a: Any) -> None:
+        if first >= 10:  # only the helper's share
+            raise MemoryError("helper failed")
+        real_fill(self, first, *a)
+
+    monkeypatch.setattr(recorder_module.RingRecorder, "_fill", fill)
+    before = threading.active_count()
+    with pytest.raises(MemoryError, match="helper failed"):
+        ring(64).publish_many(np.arange(20))
+    assert threading.active_count() == before
+
+
+def test_fill_threads_follow_the_usable_cpus() -> None:
+    assert 1 <= recorder_module._fill_threads() <= recorder_module._MAX_FILL_THREADS
 
 
 def test_publish_many_checks_its_arguments() -> None:
