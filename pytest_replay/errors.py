@@ -345,3 +345,9 @@ class HeaderMismatch(RingLogError):
 
 class Truncated(RingLogError):
     code = "ring_truncated"
+
+
+class RingLogMismatch(RingLogError):
+    """A ring log from another recording than the cassette entry that names it."""
+
+    code = "ring_log_mismatch"

@@ -168,3 +168,74 @@ def test_a_bad_record_in_a_ring_log_is_found_when_the_test_ends(rt):
             "*Fix: restore cassettes/test_mod/test_r.dispatch.vrrl from version control*",
         ]
     )
+
+
+SWAPPABLE = """
+import os
+
+def test_r(replay):
+    ring = replay.ring("dispatch", capacity=8)
+    for op in range(int(os.environ.get("COUNT", "5"))):
+        ring.publish(opcode=op + int(os.environ.get("SHIFT", "0")))
+"""
+
+
+def _log_of_another_recording(rt, monkeypatch, env: dict[str, str]) -> tuple[str, str]:
+    """Record, keep the cassette, re-record with ``env`` and put the first cassette back."""
+    rt.module(SWAPPABLE)
+    rt.record().assert_outcomes(passed=1)
+    cassette = rt.cassette("test_r")
+    first = cassette.read_text()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    rt.record().assert_outcomes(passed=1)
+    cassette.write_text(first)  # a merge that took the cassette but not the log
+    for key in env:
+        monkeypatch.delenv(key)
+    return first, "cassettes/test_mod/test_r.dispatch.vrrl"
+
+
+def test_a_log_with_another_record_count_than_its_cassette_errors_at_setup(rt, monkeypatch):
+    _, shown = _log_of_another_recording(rt, monkeypatch, {"COUNT": "7"})
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of test_r*",
+            "replay_ring_log: ring log of ring 'dispatch' is not the one this cassette was "
+            "recorded with*",
+            f"*at:*{shown}",
+            "*recorded:*cassette 'rings' entry: 5 records",
+            "*current:*log file: 7 record slots",
+            f"*Fix: restore the cassette and {shown} from the same commit, or re-record: "
+            "pytest --replay=record 'test_mod.py::test_r'",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_a_log_from_another_recording_is_named_as_such_not_as_a_ring_diff(rt, monkeypatch):
+    first, shown = _log_of_another_recording(rt, monkeypatch, {"SHIFT": "1"})
+    result = rt.run("--replay=strict")  # the test publishes as the cassette says
+    result.assert_outcomes(failed=1)
+    digest = first.split("digest: ")[1][:16]
+    result.stdout.fnmatch_lines(
+        [
+            "replay_ring_log: ring log of ring 'dispatch' is not the one this cassette was "
+            "recorded with*",
+            f"*recorded:*cassette 'rings' entry: digest {digest}",
+            "*current:*log file: digest *",
+            "*the test's stream differs from the log too: *",
+            f"*Fix: restore the cassette and {shown} from the same commit*",
+        ]
+    )
+    assert "replay_ring_diff" not in result.stdout.str()
+
+
+def test_a_changed_stream_with_a_matching_log_is_still_a_ring_diff(rt, monkeypatch):
+    rt.module(SWAPPABLE)
+    rt.record().assert_outcomes(passed=1)
+    monkeypatch.setenv("SHIFT", "1")
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*replay_ring_diff:*record 0*opcode*"])

@@ -8,7 +8,15 @@ from typing import Any
 
 from ..cassette import sanitize_component
 from ..context import RecorderContext
-from ..errors import CassetteError, ConfigError, RingDiff, RingLogError, rerecord_fix, restore_fix
+from ..errors import (
+    CassetteError,
+    ConfigError,
+    RingDiff,
+    RingLogError,
+    RingLogMismatch,
+    rerecord_fix,
+    restore_fix,
+)
 from ..modes import Mode
 from .log import check_log, read_records
 from .recorder import RingRecorder, diff_streams, stream_digest
@@ -59,12 +67,17 @@ class RingSet:
             # At setup, so a missing, cut or appended-to log errors the test
             # before its body runs: header and exact size only (no records
             # read). Each record's magic word is checked when finish reads it.
-            for entry in recorded.values():
+            # The record count is in the header too, so a log from another
+            # recording (a bad merge) is caught here when the counts differ.
+            for name, entry in recorded.items():
                 path, shown = self._log(entry)
                 try:
-                    check_log(path, shown=shown)
+                    capacity = check_log(path, shown=shown)
                 except RingLogError as err:
                     raise _in_test(err, shown) from None
+                count = entry.get("records")
+                if _is_count(count) and capacity != max(count, 1):
+                    raise _mismatch(name, shown, f"{count} records", f"{capacity} record slots")
 
     def ring(self, name: str, capacity: int, xp: ModuleType | str | None = None) -> RingRecorder:
         """A ring whose slot table lives on the device (CuPy when it sees one, else NumPy)."""
@@ -108,6 +121,19 @@ class RingSet:
                 raise self.ctx.error(_in_test(err, shown)) from None
             result = diff_streams(recorded, ring.stream(), name)
             if not result:
+                # Hashing a large log is not free, so only now: a log that does
+                # not match its own cassette entry is a bad merge, not a change.
+                digest = entry.get("digest")
+                if isinstance(digest, str) and stream_digest(recorded) != digest:
+                    raise self.ctx.error(
+                        _mismatch(
+                            name,
+                            shown,
+                            f"digest {digest[:16]}",
+                            f"digest {stream_digest(recorded)[:16]}",
+                            f"the test's stream differs from the log too: {result.summary}",
+                        )
+                    )
                 raise self.ctx.error(
                     RingDiff(
                         result.summary,
@@ -158,6 +184,24 @@ def install(session: Any) -> RingSet:
     rings = RingSet(session.context)
     session.ring = rings.ring
     return rings
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _mismatch(name: str, shown: str, recorded: str, current: str, *details: str) -> RingLogError:
+    """A log that another recording wrote: the cassette says one thing, the file another."""
+    return RingLogMismatch(
+        f"ring log of ring {name!r} is not the one this cassette was recorded with "
+        "(a merge or checkout took one file without the other?)",
+        place=shown,
+        recorded=f"cassette 'rings' entry: {recorded}",
+        current=f"log file: {current}",
+        details=details,
+        fix=f"restore the cassette and {shown} from the same commit, or re-record: "
+        "pytest --replay=record {test}",
+    )
 
 
 def _in_test(err: RingLogError, shown: str) -> RingLogError:
