@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pytest_replay.blobs import BlobStore
@@ -249,9 +249,46 @@ def test_listed_values_never_rewrite_the_plugins_own_placeholders_or_header_name
     assert body == f"<volatile> <redacted> {{port2}} {REDACTED} {REDACTED}".encode()
 
 
-def test_overlapping_values_both_go():
+def test_overlapping_values_go_whole_in_one_placeholder():
     red = Redactor(values=["abcd", "bcdefgh"])
-    assert red.request("GET", "http://h/abcdefgh", {}, b"")[1] == f"http://h/a{REDACTED}"
+    assert red.request("GET", "http://h/abcdefgh", {}, b"")[1] == f"http://h/{REDACTED}"
+    # Equal lengths, either order: replacing one at a time left 'ghi' or 'abc'.
+    for values in (["abcdef", "defghi"], ["defghi", "abcdef"]):
+        red = Redactor(values=values)
+        assert red.request("GET", "http://h/abcdefghi!", {}, b"")[1] == f"http://h/{REDACTED}!"
+        assert red.response(200, "OK", {}, b"xabcdefghiy")[3] == f"x{REDACTED}y".encode()
+    # Back to back, not overlapping: one placeholder each.
+    red = Redactor(values=["abcd", "efgh"])
+    assert red.response(200, "OK", {}, b"abcdefgh")[3] == (REDACTED * 2).encode()
+    # A value repeated with overlap ('aaaa' in 'aaaaaa') goes whole too.
+    assert Redactor(values=["aaaa"]).response(200, "OK", {}, b"-aaaaaa-")[3] == b"-<redacted>-"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    source=st.text("XYZQ", min_size=8, max_size=30),
+    cuts=st.lists(st.tuples(st.integers(0, 26), st.integers(4, 12)), min_size=1, max_size=4),
+    filler=st.lists(st.text("mn <>{}", max_size=6), min_size=2, max_size=5),
+)
+def test_every_character_a_listed_value_covers_is_replaced(source, cuts, filler):
+    # Values are (often overlapping) pieces of one string in letters that no
+    # placeholder and no filler uses; exactly the characters no value covers
+    # may remain, in order.
+    values = [source[a : a + n] for a, n in cuts if a + n <= len(source)]
+    assume(values)
+    body = source.join(filler)
+    mask = [False] * len(body)
+    for value in values:
+        start = body.find(value)
+        while start >= 0:
+            mask[start : start + len(value)] = [True] * len(value)
+            start = body.find(value, start + 1)
+    expected = "".join(c for c, covered in zip(body, mask, strict=True) if not covered)
+    red = Redactor(values=values)
+    _, _, headers, out = red.response(200, "OK", {"X-T": [body]}, body.encode())
+    for text in (out.decode(), headers["X-T"][0]):
+        assert text.replace(REDACTED, "") == expected
+        assert not any(value in text for value in values)
 
 
 def test_a_listed_value_is_found_json_escaped_too():

@@ -20,7 +20,11 @@ REDACTED = "<redacted>"
 MIN_SECRET_LENGTH = 4
 # What the plugin itself writes into a stored exchange: a listed value is
 # never scrubbed out of these, so they stay what replay reads back.
-_OWN = "|".join([*(re.escape(p) for p in (REDACTED, VOLATILE, DATE_PLACEHOLDER)), r"\{port\d+\}"])
+_OWN = re.compile(
+    "|".join([*(re.escape(p) for p in (REDACTED, VOLATILE, DATE_PLACEHOLDER)), r"\{port\d+\}"])
+)
+_BOWN = re.compile(_OWN.pattern.encode())
+_BREDACTED = REDACTED.encode()
 DEFAULT_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
 )
@@ -149,21 +153,55 @@ def short_values_error(values: Iterable[str], source: str) -> ConfigError | None
 
 
 def _variants(values: Iterable[str]) -> list[str]:
-    """Each secret as written, URL-encoded and JSON-escaped, longest first (no part left)."""
+    """Each secret as written, URL-encoded and JSON-escaped."""
     out = set()
     for value in values:
         if value:
             out.update({value, quote(value, safe=""), quote_plus(value)})
             # Inside a JSON string: '"', '\\', control and (ASCII-only) non-ASCII escaped.
             out.update({json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]})
-    return sorted(out, key=len, reverse=True)
+    return sorted(out, key=len, reverse=True)  # a stable order; overlaps are merged anyway
 
 
-def _keep_own(found: re.Match[Any]) -> Any:
-    own = found.group(1)
-    if own is not None:
-        return own
-    return REDACTED if isinstance(found.group(0), str) else REDACTED.encode()
+def _scrub(text: Any, values: list[Any], own: re.Pattern[Any], placeholder: Any) -> Any:
+    """Replace every stretch of ``text`` that any value covers, however the values overlap.
+
+    Spans are found for each value, overlapping occurrences included, and
+    overlapping spans are merged before anything is replaced: replacing one
+    value at a time would leave the part of a second value that the first
+    one's placeholder did not cover (``abcd`` and ``bcdefgh`` in
+    ``abcdefgh`` leave ``a``). A value found wholly inside one of the
+    plugin's own placeholders leaves that placeholder as it is.
+    """
+    spans = []
+    for value in values:
+        start = text.find(value)
+        while start >= 0:
+            spans.append((start, start + len(value)))
+            start = text.find(value, start + 1)
+    if not spans:
+        return text
+    keep = [m.span() for m in own.finditer(text)]
+    if keep:
+        spans = [(a, b) for a, b in spans if not any(k <= a and b <= e for k, e in keep)]
+    spans.sort()
+    out = []
+    at = 0
+    end = -1
+    for a, b in spans:
+        if a < end:  # overlaps the stretch being built: extend it
+            end = max(end, b)
+            continue
+        if end >= 0:
+            out.append(placeholder)
+            at = end
+        out.append(text[at:a])
+        end = b
+    if end >= 0:
+        out.append(placeholder)
+        at = end
+    out.append(text[at:])
+    return text[:0].join(out)
 
 
 class Redactor:
@@ -184,26 +222,13 @@ class Redactor:
         self.fields = DEFAULT_FIELDS | extra
         self.values = _variants(values)
         self._bvalues = [v.encode("utf-8") for v in self.values]
-        # Longest secret first (so two overlapping ones both go); in each pass a
-        # placeholder is matched before the secret, and kept whole.
-        patterns = [f"({_OWN})|{re.escape(v)}" for v in self.values]
-        self._scrub = [(v, re.compile(p)) for v, p in zip(self.values, patterns, strict=True)]
-        self._bscrub = [
-            (v, re.compile(p.encode("utf-8"))) for v, p in zip(self._bvalues, patterns, strict=True)
-        ]
         self.hook = hook
 
     def _text(self, text: str) -> str:
-        for value, pattern in self._scrub:
-            if value in text:
-                text = pattern.sub(_keep_own, text)
-        return text
+        return _scrub(text, self.values, _OWN, REDACTED)
 
     def _bytes(self, data: bytes) -> bytes:
-        for value, pattern in self._bscrub:
-            if value in data:
-                data = pattern.sub(_keep_own, data)
-        return data
+        return _scrub(data, self._bvalues, _BOWN, _BREDACTED)
 
     def _common(
         self, headers: dict[str, list[str]], body: bytes
