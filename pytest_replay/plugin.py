@@ -492,7 +492,19 @@ def _settle_xfail(
             err.details.append(
                 "(not excused by xfail: it is about the recording, not the code under test)"
             )
-        elif session is not None and result is not None and result.failed:
+        elif session is not None and result is not None and result.failed and result.unused:
+            # strict: the test failed before it used all it recorded, so it now
+            # fails somewhere else than where it was recorded.
+            err = session.unused_error()
+            if err is not None:
+                if exc is not None:
+                    first = (str(exc).splitlines() or [""])[0][:200]
+                    err.details.append(f"the test failed with {type(exc).__name__}: {first}")
+                err.details.append(
+                    "(not excused by xfail: the test failed before it reached all it "
+                    "recorded, so it no longer fails where it was recorded)"
+                )
+        if err is None and session is not None and result is not None and result.failed:
             # A failure out of a recorded fetch (a fact's function, a step, an
             # HTTP call) left that fetch unrecorded: a replay could not reach it.
             code = getattr(getattr(item, "function", None), "__code__", None)

@@ -177,22 +177,33 @@ class ReplaySession:
             raise err
         for recorder in self.recorders:
             recorder.finish()
-        unused = [line for recorder in self.recorders for line in recorder.unused()]
-        if unused and self.mode.unused_fails:
-            shown = "; ".join(unused[:UNUSED_SHOWN])
-            more = f" and {len(unused) - UNUSED_SHOWN} more" if len(unused) > UNUSED_SHOWN else ""
-            raise self.error(
-                UnusedItems(
-                    f"{len(unused)} recorded item(s) were never used by the test",
-                    place=f"{shown}{more}",
-                    fix="if the test no longer makes these calls, re-record it: "
-                    "pytest --replay=record {test}",
-                )
-            )
+        unused = self._unused()
+        err = self.unused_error(unused)
+        if err is not None:
+            raise err
         result = self.result(failed=False, unused=len(unused))
         if self.should_save():
             self._save(result)
         return result
+
+    def _unused(self) -> list[str]:
+        return [line for recorder in self.recorders for line in recorder.unused()]
+
+    def unused_error(self, unused: list[str] | None = None) -> ReplayError | None:
+        """The error for recorded items the test never used, in modes where that fails."""
+        unused = self._unused() if unused is None else unused
+        if not unused or not self.mode.unused_fails:
+            return None
+        shown = "; ".join(unused[:UNUSED_SHOWN])
+        more = f" and {len(unused) - UNUSED_SHOWN} more" if len(unused) > UNUSED_SHOWN else ""
+        return self.error(
+            UnusedItems(
+                f"{len(unused)} recorded item(s) were never used by the test",
+                place=f"{shown}{more}",
+                fix="if the test no longer makes these calls, re-record it: "
+                "pytest --replay=record {test}",
+            )
+        )
 
     def _save(self, result: TestResult) -> None:
         """Write the cassette, its sidecars and blobs; a failure raises a ReplayError."""
@@ -226,8 +237,7 @@ class ReplaySession:
     def failed_result(self, *, skipped: bool = False) -> TestResult:
         """A test that did not pass: nothing saved; a skip is not a failure."""
         self.close()
-        unused = sum(len(recorder.unused()) for recorder in self.recorders)
-        result = self.result(failed=not skipped, unused=unused)
+        result = self.result(failed=not skipped, unused=len(self._unused()))
         if any(err.kind.startswith("replay_missing") for err in self.raised):
             result.verdict = Verdict.MISS.value  # the cassette lacked what the test asked
         result.not_saved = not skipped and self.should_save()

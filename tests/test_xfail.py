@@ -400,3 +400,40 @@ def test_replay_twice_does_not_excuse_a_second_pass_difference(rt):
     result.assert_outcomes(failed=1)
     assert "replay-twice: replaying the cassette" in result.stdout.str()
     assert not rt.cassette("test_nondet").exists()
+
+
+FAILS_EARLIER = """
+import os
+import pytest
+
+@pytest.mark.xfail(reason="known bug")
+def test_bug(replay):
+    replay.fact("a", lambda: 1)
+    if os.environ.get("EARLY"):
+        assert False, "now fails before it reaches b"
+    replay.fact("b", lambda: 2)
+    assert False, "fails after b"
+"""
+
+
+def test_strict_fails_an_xfail_test_that_now_fails_before_using_its_recording(rt, monkeypatch):
+    rt.module(FAILS_EARLIER)
+    rt.record().assert_outcomes(xfailed=1)
+    rt.run("--replay=strict").assert_outcomes(xfailed=1)  # same failure: still expected
+    monkeypatch.setenv("EARLY", "1")
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "replay_unused: 1 recorded item(s) were never used by the test",
+            "*at:*fact 'b'*",
+            "*the test failed with AssertionError: now fails before it reaches b",
+            "*(not excused by xfail: the test failed before it reached all it recorded, "
+            "so it no longer fails where it was recorded)",
+            "*Fix: if the test no longer makes these calls, re-record it: "
+            "pytest --replay=record 'test_mod.py::test_bug'",
+            "mode strict: 1 test(s) used replay; 1 unused, 1 failed",
+        ]
+    )
+    # replay mode does not fail a test over unused items, xfail or not
+    rt.run("--replay=replay").assert_outcomes(xfailed=1)
