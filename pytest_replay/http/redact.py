@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Iterable
@@ -170,8 +171,8 @@ def _scrub(text: Any, values: list[Any], own: re.Pattern[Any], placeholder: Any)
     overlapping spans are merged before anything is replaced: replacing one
     value at a time would leave the part of a second value that the first
     one's placeholder did not cover (``abcd`` and ``bcdefgh`` in
-    ``abcdefgh`` leave ``a``). A value found wholly inside one of the
-    plugin's own placeholders leaves that placeholder as it is.
+    ``abcdefgh`` leave ``a``). The plugin's own placeholders are cut out of
+    the spans first, so they stay whole whatever a value overlaps.
     """
     spans = []
     for value in values:
@@ -181,9 +182,11 @@ def _scrub(text: Any, values: list[Any], own: re.Pattern[Any], placeholder: Any)
             start = text.find(value, start + 1)
     if not spans:
         return text
-    keep = [m.span() for m in own.finditer(text)]
+    keep = [m.span() for m in own.finditer(text)]  # sorted, not overlapping
     if keep:
-        spans = [(a, b) for a, b in spans if not any(k <= a and b <= e for k, e in keep)]
+        spans = _outside(spans, keep)
+        if not spans:
+            return text
     spans.sort()
     out = []
     at = 0
@@ -197,11 +200,26 @@ def _scrub(text: Any, values: list[Any], own: re.Pattern[Any], placeholder: Any)
             at = end
         out.append(text[at:a])
         end = b
-    if end >= 0:
-        out.append(placeholder)
-        at = end
-    out.append(text[at:])
+    out.append(placeholder)
+    out.append(text[end:])
     return text[:0].join(out)
+
+
+def _outside(spans: list[tuple[int, int]], keep: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``spans`` outside every ``keep`` interval (sorted, disjoint)."""
+    ends = [e for _, e in keep]
+    out = []
+    for a, b in spans:
+        i = bisect.bisect_right(ends, a)  # the first kept interval that ends after a
+        while i < len(keep) and keep[i][0] < b:
+            k, e = keep[i]
+            if a < k:
+                out.append((a, k))
+            a = max(a, e)
+            i += 1
+        if a < b:
+            out.append((a, b))
+    return out
 
 
 class Redactor:
