@@ -28,6 +28,7 @@ from pytest_replay.ring.log import (
     FailureClass,
     FailureEvidence,
     as_record_array,
+    check_log,
     read_records,
     write_chunks,
 )
@@ -248,16 +249,20 @@ class RingRecorder:
             except BaseException as exc:  # re-raised in the caller's thread
                 errors.append(exc)
 
-        helpers = [
-            threading.Thread(target=run, args=(part,), name=_FILL_THREAD_NAME, daemon=True)
-            for part in parts[1:]
-        ]
-        for helper in helpers:
-            helper.start()
+        started: list[threading.Thread] = []
         try:
+            for part in parts[1:]:
+                helper = threading.Thread(target=run, args=(part,), name=_FILL_THREAD_NAME)
+                try:
+                    helper.start()
+                except RuntimeError:  # no thread to be had: a process limit, shutdown
+                    fill_part(part)
+                else:
+                    started.append(helper)
             fill_part(parts[0])
         finally:
-            for helper in helpers:
+            # Also on an error here: no helper may go on writing rows after we return.
+            for helper in started:
                 helper.join()
         if errors:
             raise errors[0]
@@ -466,12 +471,16 @@ class RingRecorder:
     def write_log(self, path: str | os.PathLike[str], *, sync: bool = False) -> bool:
         """Write the stream as a VRRL0001 file; returns False when it was left untouched.
 
-        An existing file whose records equal the stream in everything but
-        timestamps is kept as it is, so a re-record does not churn the file.
+        An existing file that holds exactly the stream's records, equal in
+        everything but timestamps, is kept as it is, so a re-record does not
+        churn the file.
         """
         if os.path.exists(path):
             try:
-                existing = read_records(path)
+                # Same slot count too: a log with spare empty slots (RingLog.open
+                # with a larger capacity) reads as the same records but would not
+                # match the cassette's record count.
+                existing = read_records(path) if check_log(path) == max(self._seq, 1) else None
             except RingLogError:
                 existing = None  # corrupt or foreign: overwrite it
             if existing is not None and streams_equal_ignoring_time(existing, self.stream()):

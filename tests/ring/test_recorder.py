@@ -235,6 +235,31 @@ def test_an_error_in_a_fill_thread_reaches_the_caller(monkeypatch: pytest.Monkey
     assert threading.active_count() == before
 
 
+def test_a_helper_that_cannot_start_is_filled_by_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Python 3.12+ refuses new threads at interpreter shutdown, and a process
+    # limit can too: the batch must still be filled, and no helper outlive it.
+    monkeypatch.setattr(recorder_module, "_HOST_BLOCK_ROWS", 2)
+    monkeypatch.setattr(recorder_module, "_PARALLEL_FILL_ROWS", 4)
+    monkeypatch.setattr(recorder_module, "_fill_threads", lambda: 4)
+    real_start = threading.Thread.start
+    starts = []
+
+    def start(self: threading.Thread) -> None:
+        starts.append(self.name)
+        if len(starts) == 2:
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    before = threading.active_count()
+    ops = np.arange(40)
+    many, single = _one_by_one(64, [("many", (ops, ops % 3, None))])
+    assert streams_equal_ignoring_time(many, single)
+    assert len(starts) == 3 and threading.active_count() == before
+
+
 def test_fill_threads_follow_the_usable_cpus() -> None:
     assert 1 <= recorder_module._fill_threads() <= recorder_module._MAX_FILL_THREADS
 
@@ -429,6 +454,20 @@ def test_a_rerecord_that_changes_only_timestamps_leaves_the_file_alone(tmp_path:
     changed.publish_many(np.arange(6), 2)
     assert changed.write_log(path) is True
     assert read_records(path)["tenant_id"].tolist() == [2] * 6
+
+
+def test_a_log_with_spare_empty_slots_is_rewritten_to_the_streams_size(tmp_path: Path) -> None:
+    # Same records, but 8 slots for 5 of them: the cassette says 5, so keeping
+    # the file would fail every replay at setup, and re-recording could not fix it.
+    path = tmp_path / "test.dispatch.vrrl"
+    ring = RingRecorder("dispatch", 8, np)
+    ring.publish_many(np.arange(5), 1)
+    with RingLog.open(path, capacity=8) as log:
+        log.append_many(ring.stream())
+    assert streams_equal_ignoring_time(read_records(path), ring.stream())
+    assert ring.write_log(path) is True
+    assert path.stat().st_size == 32 + 64 * 5
+    assert ring.write_log(path) is False  # now the right size: kept
 
 
 def test_write_log_replaces_a_corrupt_file(tmp_path: Path) -> None:
