@@ -437,3 +437,51 @@ def test_strict_fails_an_xfail_test_that_now_fails_before_using_its_recording(rt
     )
     # replay mode does not fail a test over unused items, xfail or not
     rt.run("--replay=replay").assert_outcomes(xfailed=1)
+
+
+PASSES_NOW = """
+import os
+import numpy as np
+import pytest
+
+@pytest.mark.xfail(reason="known bug")
+def test_bug(replay):
+    replay.fact("a", lambda: 1)
+    if os.environ.get("PASS_EARLY"):
+        return
+    replay.check_array("out", np.arange(4.0) + float(os.environ.get("SHIFT", "0")))
+    replay.fact("b", lambda: 2)
+    assert False, "fails after b"
+"""
+
+
+def test_strict_fails_an_xfail_test_whose_body_now_passes_leaving_items_unused(rt, monkeypatch):
+    rt.module(PASSES_NOW)
+    rt.record().assert_outcomes(xfailed=1)
+    monkeypatch.setenv("PASS_EARLY", "1")
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "replay_unused: 2 recorded item(s) were never used by the test",
+            "*(not excused by xfail: the test body passed, so it no longer fails where it "
+            "was recorded)",
+        ]
+    )
+    assert "the test failed with" not in out  # it did not: only the leftovers failed it
+    assert out.count("replay_unused: 2 recorded item(s) were never used by the test\n") == 1
+    diffs = list((rt.root / ".pytest_cache" / "replay" / "diffs").glob("*.json"))
+    assert len(diffs) == 1  # one error, one diff artifact
+
+
+def test_a_replay_check_that_stops_an_xfail_test_early_stays_expected(rt, monkeypatch):
+    # The marker may be there for exactly that difference; items after it go unused.
+    rt.module(PASSES_NOW)
+    rt.record().assert_outcomes(xfailed=1)
+    monkeypatch.setenv("SHIFT", "1")
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(
+        ["mode strict: 1 test(s) used replay; 1 replayed, 1 xfailed, 1 unused"]
+    )
