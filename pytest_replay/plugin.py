@@ -30,6 +30,9 @@ FORCE_MODE_KEY = pytest.StashKey[Mode]()  # the second pass of --replay-twice re
 # A test's result until its call report says whether an xfail excused it; the
 # snapshot (xfail tests only) lets an XPASS(strict) put back what it recorded.
 OUTCOME_KEY = pytest.StashKey[tuple[ReplaySession, TestResult, Snapshot | None]]()
+# How many replay errors the test function raised (and caught) before it returned;
+# None when it raised. What failed the test after that came from the end-of-test checks.
+BODY_RETURNED_KEY = pytest.StashKey[int | None]()
 TWICE_LABEL = "replay-twice"  # the mode its results are counted under
 ESSS_DIST = "pytest-replay"
 
@@ -385,10 +388,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     # The second pass of --replay-twice is counted apart from the recording.
     label = TWICE_LABEL if item.stash.get(FORCE_MODE_KEY, None) is not None else None
     snapshot = None
+    item.stash[BODY_RETURNED_KEY] = None  # --replay-twice runs an item twice
     try:
         if session is not None:
             _terse(session.before_call)
         outcome = yield
+        item.stash[BODY_RETURNED_KEY] = len(session.raised) if session is not None else 0
         if session is None:
             # The body may have asked for it: request.getfixturevalue("replay").
             session = _pop_session(item)
@@ -481,6 +486,7 @@ def _settle_xfail(
     an xfailed test was failed (its report then shows the replay error).
     """
     session, result, snapshot = outcome if outcome is not None else (None, None, None)
+    returned = item.stash.get(BODY_RETURNED_KEY, None) if report.when == "call" else None
     if report.skipped and hasattr(report, "wasxfail"):  # xfailed
         caught = session.raised if session is not None else []
         second_pass = item.stash.get(FORCE_MODE_KEY, None) is not None  # --replay-twice
@@ -493,7 +499,7 @@ def _settle_xfail(
                 "(not excused by xfail: it is about the recording, not the code under test)"
             )
         elif session is not None and result is not None and result.failed and result.unused:
-            err = _unused_not_excused(session, exc)
+            err = _unused_not_excused(session, exc, returned)
         if err is None and session is not None and result is not None and result.failed:
             # A failure out of a recorded fetch (a fact's function, a step, an
             # HTTP call) left that fetch unrecorded: a replay could not reach it.
@@ -521,16 +527,21 @@ def _settle_xfail(
     return False
 
 
-def _unused_not_excused(session: ReplaySession, exc: BaseException | None) -> ReplayError | None:
+def _unused_not_excused(
+    session: ReplaySession, exc: BaseException | None, returned: int | None
+) -> ReplayError | None:
     """strict: an xfail test that left recorded items unused no longer fails where it
     was recorded (it was recorded up to its expected failure); the error, or None.
+
+    ``returned`` is None when the body raised, else how many replay errors it
+    raised (and the code caught) before it returned.
     """
-    if isinstance(exc, UnusedItems):  # raised after the body passed
-        err: ReplayError | None = exc
-        note = "the test body passed, so it no longer fails where it was recorded"
-    elif isinstance(exc, ReplayError):
-        return None  # a replay check (a drift, an array diff) stopped it: the marker may expect it
-    else:
+    stopped_by_check = _replay_check_in(exc, session.raised) if returned is None else returned > 0
+    if stopped_by_check:
+        # A replay check (a drift, an array diff) stopped the body, propagated,
+        # wrapped or caught by the code: the marker may be there for it.
+        return None
+    if returned is None:
         err = session.unused_error()
         if err is None:
             return None
@@ -541,8 +552,28 @@ def _unused_not_excused(session: ReplaySession, exc: BaseException | None) -> Re
             "the test failed before it reached all it recorded, "
             "so it no longer fails where it was recorded"
         )
+    else:
+        # The body returned; what failed the test came from the end-of-test checks.
+        err = exc if isinstance(exc, UnusedItems) else session.unused_error()
+        if err is None:
+            return None
+        if isinstance(exc, ReplayError) and exc is not err:
+            check = f"{exc.kind}: {exc.summary}"
+            err.details.append(f"the test then failed an end-of-test check: {check}")
+        note = "the test body passed, so it no longer fails where it was recorded"
     err.details.append(f"(not excused by xfail: {note})")
     return err
+
+
+def _replay_check_in(exc: BaseException | None, raised: list[ReplayError]) -> bool:
+    """A replay error took part in the body's failure: ``exc``, one it wraps, one caught."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ReplayError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return bool(raised)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

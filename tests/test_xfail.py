@@ -485,3 +485,68 @@ def test_a_replay_check_that_stops_an_xfail_test_early_stays_expected(rt, monkey
     result.stdout.fnmatch_lines(
         ["mode strict: 1 test(s) used replay; 1 replayed, 1 xfailed, 1 unused"]
     )
+
+
+RING_THEN_RETURN = """
+import os
+import pytest
+
+@pytest.mark.xfail(reason="known bug")
+def test_bug(replay):
+    replay.ring("d", capacity=16).publish(int(os.environ.get("OP", "1")))
+    replay.fact("a", lambda: 1)
+    if os.environ.get("PASS_EARLY"):
+        return
+    replay.fact("b", lambda: 2)
+    assert False, "fails after b"
+"""
+
+
+def test_a_passing_body_with_leftovers_fails_also_when_an_end_check_fails(rt, monkeypatch):
+    rt.module(RING_THEN_RETURN)
+    rt.record().assert_outcomes(xfailed=1)
+    monkeypatch.setenv("PASS_EARLY", "1")
+    monkeypatch.setenv("OP", "2")  # the ring diff is found after the body returned
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "replay_unused: 1 recorded item(s) were never used by the test",
+            "*the test then failed an end-of-test check: replay_ring_diff: *",
+            "*(not excused by xfail: the test body passed, so it no longer fails where it "
+            "was recorded)",
+        ]
+    )
+
+
+CHECK_HANDLED = """
+import os
+import numpy as np
+import pytest
+
+class AppError(Exception):
+    pass
+
+@pytest.mark.xfail(reason="known bug")
+def test_bug(replay):
+    replay.fact("a", lambda: 1)
+    try:
+        replay.check_array("out", np.arange(4.0) + float(os.environ.get("SHIFT", "0")))
+    except Exception as exc:
+        if os.environ.get("SWALLOW"):
+            return
+        raise AppError("check failed") from exc
+    replay.fact("b", lambda: 2)
+    assert False, "fails after b"
+"""
+
+
+@pytest.mark.parametrize("swallow", ["", "1"])
+def test_a_replay_check_the_code_wraps_or_swallows_stays_expected(rt, monkeypatch, swallow):
+    rt.module(CHECK_HANDLED)
+    rt.record().assert_outcomes(xfailed=1)
+    monkeypatch.setenv("SHIFT", "1")
+    monkeypatch.setenv("SWALLOW", swallow)
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(xfailed=1)
+    assert "unused" in result.stdout.str()  # counted, not failed
