@@ -198,6 +198,11 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def is_count(value: Any) -> bool:
+    """A count or index as a cassette or a setting may hold it: an int >= 0, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def parse_document(data: bytes, path: Path, shown: str) -> dict[str, Any]:
     """Parse and validate the header; any bad input becomes one CassetteError."""
     try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .ambient import CLOCK_WHAT, valid_clock, valid_switch
+from .cassette import is_count
 from .errors import ConfigError
 
 DEFAULT_BLOB_THRESHOLD = 4096
@@ -18,10 +19,6 @@ def _is_bool(v: Any) -> bool:
 
 def _is_str_or_none(v: Any) -> bool:
     return v is None or isinstance(v, str)
-
-
-def _is_nonneg_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _is_str_list(v: Any) -> bool:
@@ -61,7 +58,7 @@ KNOWN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mode": (_is_str_or_none, "a mode name: off, record, replay, strict, verify"),
     "cassette": (_is_str_or_none, "a cassette file name (relative, no '..')"),
     "missing_fact_retryable": (_is_bool, "True or False"),
-    "blob_threshold": (_is_nonneg_int, "a byte count >= 0"),
+    "blob_threshold": (is_count, "a byte count >= 0"),
     # step outputs
     "strategy": (lambda v: v in ("live", "mocked"), "'live' or 'mocked'"),
     "match": (lambda v: v in ("strict", "tolerant"), "'strict' or 'tolerant'"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .canonical import NotCanonical, copy_json, jsonable
+from .cassette import is_count
 from .context import RecorderContext
 from .errors import (
     AttestationDiff,
@@ -132,7 +133,7 @@ class Attempt:
         if not isinstance(data, dict):
             raise _bad(shown, where, "must be a mapping")
         number, status = data.get("attempt"), data.get("status")
-        if not _count(number) or number < 1:
+        if not is_count(number) or number < 1:
             raise _bad(shown, where, "'attempt' must be an integer >= 1")
         if status not in STATUSES:
             raise _bad(shown, where, f"'status' must be one of {', '.join(STATUSES)}")
@@ -148,7 +149,7 @@ class Attempt:
             raise _bad(shown, where, "a failed attempt needs 'error: {type, message}'")
         facts = data.get("facts", {})
         if not isinstance(facts, dict) or not all(
-            isinstance(k, str) and _count(v) for k, v in facts.items()
+            isinstance(k, str) and is_count(v) for k, v in facts.items()
         ):
             raise _bad(shown, where, "'facts' must map fact keys to counts")
         steps = data.get("steps", [])
@@ -203,7 +204,7 @@ class StepRecord:
         name, ordinal, digest = data.get("name"), data.get("ordinal"), data.get("input_digest")
         if not isinstance(name, str) or not name:
             raise _bad(shown, where, "'name' must be a non-empty string")
-        if not _count(ordinal):
+        if not is_count(ordinal):
             raise _bad(shown, where, "'ordinal' must be an integer >= 0")
         if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
             raise _bad(shown, where, "'input_digest' must be 64 hex digits")
@@ -256,10 +257,6 @@ def check_sections(doc: Mapping[str, Any], blobs: Any, shown: str) -> None:
     resume = doc.get("resume")
     if resume is not None and not isinstance(resume, dict):
         raise _bad(shown, "resume", "must be a mapping")
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _bad(shown: str, place: str, what: str) -> CassetteError:
@@ -598,7 +595,7 @@ class StepRecorder:
             raise ValueError(f"strategy={strategy!r}; expected one of {', '.join(STRATEGIES)}")
         if match not in MATCHES:
             raise ValueError(f"match={match!r}; expected one of {', '.join(MATCHES)}")
-        if not _count(retries):
+        if not is_count(retries):
             raise ValueError(f"retries={retries!r}; expected an integer >= 0")
         if tolerance is not None:
             from .compare.drift import Drift
@@ -1034,7 +1031,7 @@ class StepRecorder:
 
 
 def _check_concurrency(concurrency: Any) -> None:
-    if not _count(concurrency) or concurrency < 1:
+    if not is_count(concurrency) or concurrency < 1:
         raise ValueError(f"concurrency={concurrency!r}; expected an integer >= 1")
 
 

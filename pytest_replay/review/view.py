@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..blobs import BlobStore
-from ..cassette import HEADER_KEYS, parse_document, strip_volatile_section
+from ..cassette import HEADER_KEYS, is_count, parse_document, strip_volatile_section
 from ..compare.arrays import npy_bytes_to_array
 from ..errors import CassetteError, ReplayError
 from ..facts import FactLog
@@ -190,7 +190,7 @@ def _arrays(section: Any, shown: str) -> list[dict[str, Any]]:
         isinstance(e, dict)
         and isinstance(e.get("name"), str)
         and isinstance(e.get("blob"), str)
-        and _count(e.get("ordinal", 0))
+        and is_count(e.get("ordinal", 0))
         for e in section
     ):
         raise CassetteError(
@@ -199,10 +199,6 @@ def _arrays(section: Any, shown: str) -> list[dict[str, Any]]:
             fix=_fix(),
         )
     return section
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def interactions(section: Any, shown: str) -> list[Interaction]:

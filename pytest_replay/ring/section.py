@@ -6,7 +6,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..cassette import sanitize_component
+from ..cassette import is_count, sanitize_component
 from ..context import RecorderContext
 from ..errors import (
     CassetteError,
@@ -76,7 +76,7 @@ class RingSet:
                 except RingLogError as err:
                     raise _in_test(err, shown) from None
                 count = entry.get("records")
-                if _is_count(count) and capacity != max(count, 1):
+                if is_count(count) and capacity != max(count, 1):
                     raise _mismatch(name, shown, f"{count} records", f"{capacity} record slots")
 
     def ring(self, name: str, capacity: int, xp: ModuleType | str | None = None) -> RingRecorder:
@@ -124,13 +124,14 @@ class RingSet:
                 # Hashing a large log is not free, so only now: a log that does
                 # not match its own cassette entry is a bad merge, not a change.
                 digest = entry.get("digest")
-                if isinstance(digest, str) and stream_digest(recorded) != digest:
+                in_log = stream_digest(recorded) if isinstance(digest, str) else digest
+                if in_log != digest:
                     raise self.ctx.error(
                         _mismatch(
                             name,
                             shown,
                             f"digest {digest[:16]}",
-                            f"digest {stream_digest(recorded)[:16]}",
+                            f"digest {in_log[:16]}",
                             f"the test's stream differs from the log too: {result.summary}",
                         )
                     )
@@ -184,10 +185,6 @@ def install(session: Any) -> RingSet:
     rings = RingSet(session.context)
     session.ring = rings.ring
     return rings
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _mismatch(name: str, shown: str, recorded: str, current: str, *details: str) -> RingLogError:
