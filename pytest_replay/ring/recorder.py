@@ -41,6 +41,10 @@ _HOST_BLOCK_ROWS = 8192  # 512 KiB: publish_many fills host tables in cache-size
 # its copy loops); below it, handing blocks to threads costs more than it saves.
 _PARALLEL_FILL_ROWS = 1 << 17
 _MAX_FILL_THREADS = 4
+# Row i of a host block as the high word of a uint64: adding (first << 32 | the
+# timestamp's high word) gives record words 2-3 (timestamp high, slot_idx) of
+# row first + i in one strided store.
+_SLOT_HIGH = np.arange(_HOST_BLOCK_ROWS, dtype=np.uint64) << np.uint64(32)
 _FILL_THREAD_NAME = "pytest-replay-ring-fill"
 
 # The u32 words of a record that take part in a diff: everything after the
@@ -270,17 +274,21 @@ class RingRecorder:
     def _fill(self, first: int, ts: int, epoch: int, ops: Any, ten: Any, arg64: Any) -> None:
         """Write ``len(ops)`` records into table rows ``first...``, one column at a time.
 
-        Word pairs that are aligned 8-byte fields of the record (magic with the
-        timestamp's low word, the args, the tail) go in as uint64 columns, so a
-        record takes eight strided writes instead of sixteen.
+        Aligned 8-byte word pairs of the record (magic with the timestamp's low
+        word, the timestamp's high word with the slot, the args, the tail) go
+        in as uint64 columns, so a record takes six strided writes, not sixteen.
         """
         xp = self.xp
-        last = first + len(ops)
+        rows = len(ops)
+        last = first + rows
         words, pairs = self._table[first:last], self._table64[first:last]
-        # A NumPy uint64 scalar: CuPy would read a Python int >= 2**63 as int64 and overflow.
+        # NumPy uint64 scalars: CuPy would read a Python int >= 2**63 as int64 and overflow.
         pairs[:, 0] = np.uint64(RECORD_MAGIC | (ts & _U32) << 32)
-        words[:, 2] = ts >> 32
-        words[:, 3] = xp.arange(first, last, dtype=xp.uint32)
+        if self._device:
+            slot_high = xp.arange(rows, dtype=xp.uint64) << np.uint64(32)
+        else:
+            slot_high = _SLOT_HIGH[:rows]  # host blocks are at most _HOST_BLOCK_ROWS
+        xp.add(slot_high, np.uint64(first << 32 | ts >> 32), out=pairs[:, 1])
         words[:, 4] = ten
         words[:, 5] = ops
         pairs[:, 3] = arg64[..., 0]

@@ -85,6 +85,7 @@ def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         is_available=lambda: True,
         zeros=lambda *a, **k: np.zeros(*a, **k).view(_FakeDeviceArray),
         arange=lambda *a, **k: np.arange(*a, **k).view(_FakeDeviceArray),
+        add=np.add,
         asarray=lambda a, dtype=None: np.array(a, dtype=dtype).view(_FakeDeviceArray),
         ascontiguousarray=lambda a: np.ascontiguousarray(a).view(_FakeDeviceArray),
         cuda=types.SimpleNamespace(
