@@ -284,10 +284,10 @@ class RingRecorder:
         words, pairs = self._table[first:last], self._table64[first:last]
         # NumPy uint64 scalars: CuPy would read a Python int >= 2**63 as int64 and overflow.
         pairs[:, 0] = np.uint64(RECORD_MAGIC | (ts & _U32) << 32)
-        if self._device:
+        if self._device or rows > len(_SLOT_HIGH):
             slot_high = xp.arange(rows, dtype=xp.uint64) << np.uint64(32)
         else:
-            slot_high = _SLOT_HIGH[:rows]  # host blocks are at most _HOST_BLOCK_ROWS
+            slot_high = _SLOT_HIGH[:rows]
         xp.add(slot_high, np.uint64(first << 32 | ts >> 32), out=pairs[:, 1])
         words[:, 4] = ten
         words[:, 5] = ops

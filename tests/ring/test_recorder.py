@@ -187,6 +187,28 @@ def test_publish_many_crosses_host_blocks(monkeypatch: pytest.MonkeyPatch) -> No
     assert streams_equal_ignoring_time(many, single)
 
 
+@pytest.mark.parametrize("template_rows", [0, 2, 8192])
+def test_publish_many_writes_the_timestamp_and_slot_of_every_row(
+    monkeypatch: pytest.MonkeyPatch, template_rows: int
+) -> None:
+    # The timestamp's high word and slot_idx share one uint64 store built from a
+    # cached row template; blocks longer than the template build their own.
+    monkeypatch.setattr(recorder_module, "_HOST_BLOCK_ROWS", 5)
+    monkeypatch.setattr(recorder_module, "_PARALLEL_FILL_ROWS", 4)
+    monkeypatch.setattr(recorder_module, "_fill_threads", lambda: 2)
+    template = np.arange(template_rows, dtype=np.uint64) << np.uint64(32)
+    monkeypatch.setattr(recorder_module, "_SLOT_HIGH", template)
+    clock = (2**30 + 7) * 2**32 + 12345  # both timestamp words non-zero
+    r = RingRecorder("dispatch", 16, np, clock=lambda: clock)
+    r.publish(1)
+    r.publish_many(np.arange(37))
+    stream = r.stream()
+    assert stream["timestamp_ns"].tolist() == [clock] * 38
+    assert stream["slot_idx"].tolist() == [i % 16 for i in range(38)]
+    assert stream["epoch"].tolist() == [i // 16 for i in range(38)]
+    assert stream["opcode"].tolist() == [1, *range(37)]
+
+
 @pytest.mark.parametrize("threads", [2, 3, 4])
 @pytest.mark.parametrize("capacity", [7, 64])
 def test_publish_many_split_over_threads_equals_one_by_one(
