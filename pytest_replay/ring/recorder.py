@@ -34,6 +34,7 @@ from pytest_replay.ring.log import (
 )
 
 _U32 = 0xFFFFFFFF
+_U64 = 0xFFFFFFFFFFFFFFFF
 _STAGE_ROWS = 4096
 _BOUNCE_ROWS = 1 << 18  # 16 MiB of pinned memory per drain batch
 _HOST_BLOCK_ROWS = 8192  # 512 KiB: publish_many fills host tables in cache-sized blocks
@@ -161,14 +162,16 @@ class RingRecorder:
         a0, a1, a2, a3 = args
         cap = self._capacity
         slot = seq % cap
+        ts = self._clock()
         try:
             # One C call packs the whole record into the preallocated staging row.
             self._pack_row(
                 self._stage_bytes, (seq - self._flushed) * RECORD_BYTES,
-                RECORD_MAGIC, self._clock(), slot, tenant, opcode,
+                RECORD_MAGIC, ts, slot, tenant, opcode,
                 a0, a1, a2, a3, (seq // cap) & _U32, 0, 0, 0, 0,
             )  # fmt: skip
         except struct.error as exc:
+            self._check_clock(ts)
             raise ValueError(
                 f"ring {self.name!r}: opcode, tenant and args must be integers in 0..2**32-1 "
                 f"(got opcode={opcode!r}, tenant={tenant!r}, args={tuple(args)!r})"
@@ -193,7 +196,7 @@ class RingRecorder:
         arg64 = xp.ascontiguousarray(_u32_args(xp, args, n, self.name)).view(xp.uint64)
         self._flush()
         seq0 = self._seq
-        ts = self._clock()
+        ts = self._check_clock(self._clock())
         cap = self._capacity
         block = _HOST_BLOCK_ROWS if not self._device else cap
         done = 0
@@ -212,6 +215,17 @@ class RingRecorder:
         if first + n <= cap:  # no wrap: skip a modulo over the whole batch
             return xp.arange(first, first + n, dtype=xp.int64)
         return xp.arange(seq0, seq0 + n, dtype=xp.int64) % cap
+
+    def _check_clock(self, ts: Any) -> int:
+        """``ts`` if it fits a VRRL timestamp (u64 ns since 1970), else ValueError."""
+        if isinstance(ts, (int, np.integer)) and not isinstance(ts, bool) and 0 <= ts <= _U64:
+            return int(ts)
+        raise ValueError(
+            f"ring {self.name!r}: the clock read {ts!r}, which is not a VRRL timestamp "
+            "(an integer count of ns since 1970, 0..2**64-1); a time-travel library "
+            "may have moved the clock before 1970: keep it at 1970 or later while "
+            "the test publishes"
+        )
 
     def _fill_blocks(
         self,

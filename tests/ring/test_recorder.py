@@ -187,6 +187,16 @@ def test_publish_many_crosses_host_blocks(monkeypatch: pytest.MonkeyPatch) -> No
     assert streams_equal_ignoring_time(many, single)
 
 
+@pytest.mark.parametrize("reading", [-1, 2**64, 1.5e18])
+def test_a_clock_outside_the_vrrl_range_is_named_not_blamed_on_the_args(reading: Any) -> None:
+    r = RingRecorder("dispatch", 4, np, clock=lambda: reading)
+    with pytest.raises(ValueError, match=r"ring 'dispatch': the clock read .* before 1970"):
+        r.publish(1, 2, (3,))
+    with pytest.raises(ValueError, match=r"the clock read"):
+        r.publish_many(np.arange(3))
+    assert len(r) == 0  # nothing half-published
+
+
 @pytest.mark.parametrize("template_rows", [0, 2, 8192])
 def test_publish_many_writes_the_timestamp_and_slot_of_every_row(
     monkeypatch: pytest.MonkeyPatch, template_rows: int
