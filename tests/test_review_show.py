@@ -197,7 +197,7 @@ def test_show_of_a_broken_cassette_is_one_error(tmp_path, capsys):
     path.write_text("pytest_replay: 1\nrings: {a: {log: ../../etc/passwd}}\n")
     code, out, err = show(capsys, path)
     assert code == 2 and out == ""
-    assert "is not a file name next to the cassette" in err and "Fix:" in err
+    assert "'log' must be a file name next to the cassette" in err and "Fix:" in err
     code, _, err = show(capsys, tmp_path / "missing.yaml")
     assert code == 2 and "cannot be read" in err
 

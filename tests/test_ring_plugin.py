@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from pytest_replay.ring import read_records
+from pytest_replay.ring.section import rings_section_problem
 
 RING_MODULE = """
 import os
@@ -92,7 +96,64 @@ def test_a_ring_log_path_outside_the_cassette_folder_is_refused(rt):
     cassette.write_text(text.replace("log: test_t.r.vrrl", "log: ../../etc/passwd"))
     result = rt.run("--replay=strict")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*each log a file name next to the cassette*", "*Fix:*"])
+    result.stdout.fnmatch_lines(
+        ["*'log' must be a file name next to the cassette, got '../../etc/passwd'*", "*Fix:*"]
+    )
+
+
+GOOD_ENTRY = {"log": "t.r.vrrl", "records": 3, "capacity": 4, "digest": "ab" * 32}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("records", "eleven", "'records' must be a record count (an integer >= 0), got 'eleven'"),
+        ("records", -1, "'records' must be a record count (an integer >= 0), got -1"),
+        ("records", None, "'records' must be a record count (an integer >= 0), got None"),
+        ("records", 1.0, "'records' must be a record count (an integer >= 0), got 1.0"),
+        ("records", True, "'records' must be a record count (an integer >= 0), got True"),
+        ("capacity", "banana", "'capacity' must be the ring's capacity (an integer from 1 to"),
+        ("capacity", 0, "'capacity' must be the ring's capacity (an integer from 1 to"),
+        ("capacity", 2**21, "'capacity' must be the ring's capacity (an integer from 1 to"),
+        ("digest", "hello", "'digest' must be the stream's digest (64 lowercase hex digits)"),
+        ("digest", "AB" * 32, "'digest' must be the stream's digest (64 lowercase hex digits)"),
+        ("digest", [1, 2], "'digest' must be the stream's digest (64 lowercase hex digits)"),
+        ("log", "../x.vrrl", "'log' must be a file name next to the cassette, got '../x.vrrl'"),
+    ],
+)
+def test_rings_section_problem_names_the_key_and_value(key, value, expected):
+    assert rings_section_problem({"r": GOOD_ENTRY}) is None
+    summary, place = rings_section_problem({"r": {**GOOD_ENTRY, key: value}})
+    assert summary.startswith(f"ring 'r': {expected}") and place == f"rings.r.{key}"
+    missing = {k: v for k, v in GOOD_ENTRY.items() if k != key}
+    summary, _ = rings_section_problem({"r": missing})
+    assert summary.endswith(", got missing")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("records", "eleven", "'records' must be a record count (an integer >= 0), got 'eleven'"),
+        ("digest", None, "'digest' must be the stream's digest*got missing"),
+    ],
+)
+def test_a_broken_rings_entry_errors_before_the_body(rt, key, value, expected):
+    rt.module(RING_MARKED)
+    rt.record().assert_outcomes(passed=1)
+    cassette = rt.cassette("test_r")
+    doc = yaml.safe_load(cassette.read_text())
+    if value is None:
+        del doc["rings"]["dispatch"][key]
+    else:
+        doc["rings"]["dispatch"][key] = value
+    cassette.write_text(yaml.safe_dump(doc, sort_keys=False))
+    Path("body-ran").unlink()
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [f"*replay_cassette: ring 'dispatch': {expected}*", f"*at:*rings.dispatch.{key}*", "*Fix:*"]
+    )
+    assert not Path("body-ran").exists()
 
 
 RING_MARKED = """

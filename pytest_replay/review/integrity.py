@@ -101,15 +101,15 @@ def check_cassette(path: Path) -> Problem | None:
         check_http(view.doc.get("http"), view.blobs, str(path))
         for name, entry in view.rings.items():
             records = view.ring_records(name)
-            count = entry.get("records")
-            if count is not None and count != len(records):
+            count = entry["records"]
+            if count != len(records):
                 raise _bad(
                     path,
                     f"ring {name!r}: {entry['log']} holds {len(records)} records, "
                     f"the cassette says {count}",
                     f"rings.{name}.records",
                 )
-            if "digest" in entry and stream_digest(records) != entry["digest"]:
+            if stream_digest(records) != entry["digest"]:
                 raise _bad(
                     path,
                     f"ring {name!r}: {entry['log']} does not match its digest",

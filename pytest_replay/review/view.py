@@ -18,6 +18,7 @@ from ..facts import FactLog
 from ..http.interaction import parse_section
 from ..modes import Mode
 from ..ring import read_records
+from ..ring.section import rings_section_problem
 from ..steps import StepRecord, load_steps
 from ..tools import ValueStore, load_events
 from ..usage import header_line_test
@@ -171,15 +172,10 @@ def load_path(path: Path) -> View:
 def _rings(section: Any, shown: str) -> dict[str, dict[str, Any]]:
     if section is None:
         return {}
-    if not isinstance(section, dict) or not all(
-        isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("log"), str)
-        for k, v in section.items()
-    ):
-        raise CassetteError(
-            "section 'rings' must map ring names to {log, records, digest, capacity}",
-            cassette=shown,
-            fix=_fix(),
-        )
+    problem = rings_section_problem(section)
+    if problem is not None:
+        summary, place = problem
+        raise CassetteError(summary, cassette=shown, place=place, fix=_fix())
     return section
 
 

@@ -18,7 +18,7 @@ from ..errors import (
     restore_fix,
 )
 from ..modes import Mode
-from .log import check_log, read_records
+from .log import MAX_RECORDS, check_log, read_records
 from .recorder import RingRecorder, diff_streams, stream_digest
 
 # 255 bytes, less '.vrrl' and the '.<pid>.<hex>.tmp' suffix of an atomic write.
@@ -46,6 +46,48 @@ def is_sidecar_name(log: Any) -> bool:
     )
 
 
+_DIGEST_HEX = 64  # stream_digest: blake3's 32 bytes as hex
+
+
+def rings_section_problem(section: Any) -> tuple[str, str] | None:
+    """What is wrong with a cassette's 'rings' section, as (summary, place); None when valid.
+
+    Every entry needs all four keys the recorder writes, each of the right
+    kind, so a hand edit or a bad merge is caught before the test runs.
+    """
+    if not isinstance(section, dict):
+        return ("section 'rings' must map ring names to {log, records, capacity, digest}", "rings")
+    for name, entry in section.items():
+        if not isinstance(name, str) or not isinstance(entry, dict):
+            return (
+                "section 'rings' must map ring names to {log, records, capacity, digest}",
+                f"rings.{name}",
+            )
+        log, digest = entry.get("log"), entry.get("digest")
+        checks = (
+            ("log", is_sidecar_name(log), "a file name next to the cassette"),
+            ("records", is_count(entry.get("records")), "a record count (an integer >= 0)"),
+            (
+                "capacity",
+                is_count(entry.get("capacity")) and 0 < entry["capacity"] <= MAX_RECORDS,
+                f"the ring's capacity (an integer from 1 to {MAX_RECORDS})",
+            ),
+            (
+                "digest",
+                isinstance(digest, str)
+                and len(digest) == _DIGEST_HEX
+                and all(c in "0123456789abcdef" for c in digest),
+                f"the stream's digest ({_DIGEST_HEX} lowercase hex digits)",
+            ),
+        )
+        for key, ok, what in checks:
+            if not ok:
+                found = repr(entry[key]) if key in entry else "missing"
+                summary = f"ring {name!r}: '{key}' must be {what}, got {found}"
+                return summary, f"rings.{name}.{key}"
+    return None
+
+
 class RingSet:
     """The rings a test opened, recorded to sidecars or diffed against them."""
 
@@ -53,15 +95,10 @@ class RingSet:
         self.ctx = ctx
         self.rings: dict[str, RingRecorder] = {}
         recorded = ctx.section("rings", {})
-        if not isinstance(recorded, dict) or not all(
-            isinstance(v, dict) and is_sidecar_name(v.get("log")) for v in recorded.values()
-        ):
-            raise CassetteError(
-                "section 'rings' must map ring names to {log, records, digest, capacity}, "
-                "each log a file name next to the cassette",
-                cassette=ctx.shown,
-                fix=restore_fix(),
-            )
+        problem = rings_section_problem(recorded)
+        if problem is not None:
+            summary, place = problem
+            raise CassetteError(summary, cassette=ctx.shown, place=place, fix=restore_fix())
         self.recorded: dict[str, dict[str, Any]] = recorded
         if ctx.mode.checks_outputs:
             # At setup, so a missing, cut or appended-to log errors the test
@@ -75,8 +112,8 @@ class RingSet:
                     capacity = check_log(path, shown=shown)
                 except RingLogError as err:
                     raise _in_test(err, shown) from None
-                count = entry.get("records")
-                if is_count(count) and capacity != max(count, 1):
+                count = entry["records"]
+                if capacity != max(count, 1):
                     raise _mismatch(name, shown, f"{count} records", f"{capacity} record slots")
 
     def ring(self, name: str, capacity: int, xp: ModuleType | str | None = None) -> RingRecorder:
@@ -123,8 +160,8 @@ class RingSet:
             if not result:
                 # Hashing a large log is not free, so only now: a log that does
                 # not match its own cassette entry is a bad merge, not a change.
-                digest = entry.get("digest")
-                in_log = stream_digest(recorded) if isinstance(digest, str) else digest
+                digest = entry["digest"]
+                in_log = stream_digest(recorded)
                 if in_log != digest:
                     raise self.ctx.error(
                         _mismatch(
