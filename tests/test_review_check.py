@@ -49,6 +49,20 @@ def run(capsys, *args):
     return code, out, err
 
 
+def test_check_finds_a_cassette_whose_keys_a_tool_re_sorted(rt, capsys):
+    # Replay accepts a cassette whose header is not the first key, so check,
+    # review and textconv must not skip it as "other YAML".
+    path = record(rt)
+    doc = yaml.safe_load(path.read_text())
+    doc["rings"]["dispatch"]["records"] = "eleven"
+    path.write_text(yaml.safe_dump(doc, sort_keys=True))
+    assert not path.read_text().startswith("pytest_replay:")
+    code, out, _ = run(capsys, "check", rt.root)
+    assert code == 1 and f"FAIL {path}" in out
+    assert "ring 'dispatch': 'records' must be a record count" in out
+    assert out.endswith("1 ok, 1 failed\n")
+
+
 def test_check_covers_blobs_arrays_and_ring_logs(rt, capsys):
     path = record(rt)
     (rt.root / "ci.yaml").write_text("jobs: {}\n")  # other YAML in the tree is skipped

@@ -22,10 +22,9 @@ class Problem:
     message: str
 
 
-def _head(path: Path) -> bytes:
+def _read(path: Path) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            return fh.read(4096)
+        return path.read_bytes()
     except OSError:
         return b""
 
@@ -34,7 +33,7 @@ def find_cassettes(paths: Iterable[Path], skipped: list[Path] | None = None) -> 
     """Cassettes under the given files/directories.
 
     A file named on the command line is always checked; in a directory only
-    ``*.yaml`` files that start with the ``pytest_replay:`` header count (other
+    ``*.yaml`` files with a top-level ``pytest_replay:`` header count (other
     YAML is appended to ``skipped``), and ``.blobs`` is not entered.
     """
     for path in paths:
@@ -44,7 +43,7 @@ def find_cassettes(paths: Iterable[Path], skipped: list[Path] | None = None) -> 
             for found in sorted(path.rglob("*.yaml")):
                 if ".blobs" in found.parts or not found.is_file():
                     continue
-                if looks_like_cassette(_head(found)):
+                if looks_like_cassette(_read(found)):
                     yield found
                 elif skipped is not None:
                     skipped.append(found)

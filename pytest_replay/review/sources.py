@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,20 +19,18 @@ from ..ring import read_records
 from ..ring.section import is_sidecar_name
 from .git import Revision, worktree_files
 
-HEADER = b"pytest_replay:"
+_TOP_LEVEL_HEADER = re.compile(rb"^pytest_replay:", re.MULTILINE)
 
 
 def looks_like_cassette(data: bytes) -> bool:
-    """True when the first line that is not blank or a comment is the schema header.
+    """True when the YAML has a top-level ``pytest_replay:`` key: the schema header.
 
-    Cassettes always start with it, so other YAML in the repository (CI
-    configs, vcrpy cassettes of pytest-recording) is left alone.
+    The recorder writes it first, but a cassette whose keys a tool re-sorted
+    still replays, so it is looked for on any line (only top-level keys start
+    at column 0). Other YAML in the repository (CI configs, vcrpy cassettes
+    of pytest-recording) has no such key and is left alone.
     """
-    for line in data[:4096].lstrip(b"\xef\xbb\xbf").splitlines():
-        text = line.strip()
-        if text and not text.startswith(b"#"):
-            return line.startswith(HEADER)
-    return False
+    return _TOP_LEVEL_HEADER.search(data.lstrip(b"\xef\xbb\xbf")) is not None
 
 
 def is_yaml_candidate(rel: str) -> bool:
