@@ -240,6 +240,27 @@ def test_base_blobs_are_read_from_git_without_a_checkout(rt, capsys):
     assert git(rt.root, "status", "--porcelain") == status  # nothing checked out or written
 
 
+def test_a_deleted_ring_log_next_to_an_unchanged_cassette_is_not_unchanged(rt, capsys):
+    rt.module(
+        "def test_r(replay):\n"
+        "    ring = replay.ring('alpha', capacity=4)\n"
+        "    ring.publish(opcode=1)\n"
+    )
+    rt.record().assert_outcomes(passed=1)
+    init(rt.root)
+    commit_all(rt.root)
+    code, out, _ = review(rt.root, "HEAD", capsys=capsys)
+    assert code == 0 and "0 changed, 0 removed, 0 added, 1 unchanged" in out
+    log = rt.cassette("test_r").with_name("test_r.alpha.vrrl")
+    log.unlink()
+    code, out, err = review(rt.root, "HEAD", capsys=capsys)
+    assert code == 2 and out == ""
+    assert "cassettes/test_mod/test_r.yaml: ring log does not exist" in err
+    assert "(at cassettes/test_mod/test_r.alpha.vrrl)" in err
+    assert "Fix: restore it from version control, or re-record: " in err
+    assert "pytest --replay=record 'test_mod.py::test_r'" in err
+
+
 def test_unchanged_behaviour_and_paths_restrict_the_review(rt, capsys):
     rt.module(
         "def test_a(replay):\n    replay.fact('k', lambda: 1)\n"

@@ -73,6 +73,9 @@ class Side:
     def ring_records(self, rel: str, log: object, shown: str) -> np.ndarray:
         raise NotImplementedError
 
+    def has_file(self, rel: str) -> bool:
+        raise NotImplementedError
+
     def shown(self, rel: str) -> str:
         return rel
 
@@ -110,6 +113,9 @@ class WorkTree(Side):
     def ring_records(self, rel: str, log: object, shown: str) -> np.ndarray:
         return read_records(self.root / sidecar_name(rel, log, shown))
 
+    def has_file(self, rel: str) -> bool:
+        return (self.root / rel).is_file()
+
 
 class AtRevision(Side):
     """Files of one commit, read through git without touching the working tree."""
@@ -131,6 +137,9 @@ class AtRevision(Side):
 
     def shown(self, rel: str) -> str:
         return f"{rel} (at {self.revision.commit[:12]})"
+
+    def has_file(self, rel: str) -> bool:
+        return rel in self.revision.blobs()
 
     def _dirs(self) -> set[str]:
         if self._blob_dirs is None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..cassette import strip_volatile
-from ..errors import ReplayError
+from ..errors import CassetteError, ReplayError, RingLogError
+from ..ring.section import rings_section_problem
 from .semantic import OPS, SECTIONS, Change, diff_views
-from .sources import Side
+from .sources import Side, sidecar_name
 from .view import View, parse, view_of
 
 STATUSES = ("changed", "removed", "added")
@@ -83,7 +85,7 @@ def _view(side: Side, rel: str, doc: dict[str, Any]) -> View:
             lambda log: side.ring_records(rel, log, shown),
         )
     except ReplayError as err:
-        raise _unreadable(err, shown, str(doc.get("test") or "") or None) from None
+        raise _unreadable(err, shown, _test_of(doc)) from None
 
 
 def _parse(side: Side, rel: str, data: bytes) -> dict[str, Any]:
@@ -94,9 +96,40 @@ def _parse(side: Side, rel: str, data: bytes) -> dict[str, Any]:
         raise _unreadable(err, shown, None) from None
 
 
+_RINGS_KEY = re.compile(rb"^rings:", re.MULTILINE)
+
+
+def _check_ring_logs(side: Side, rel: str, data: bytes) -> None:
+    """Raise RingLogError when a ring log the cassette names is not on ``side``.
+
+    Pairs are compared by their YAML bytes, so a deleted .vrrl next to an
+    unchanged cassette would pass unseen; strict replay would then fail.
+    """
+    if not _RINGS_KEY.search(data):
+        return
+    shown = side.shown(rel)
+    doc = _parse(side, rel, data)
+    rings = doc.get("rings")
+    problem = rings_section_problem(rings) if rings is not None else None
+    if problem is not None:
+        summary, place = problem
+        raise _unreadable(CassetteError(summary, place=place), shown, _test_of(doc))
+    for entry in (rings or {}).values():
+        log = sidecar_name(rel, entry["log"], shown)
+        if not side.has_file(log):
+            err = RingLogError("ring log does not exist", place=side.shown(log))
+            raise _unreadable(err, shown, _test_of(doc))
+
+
+def _test_of(doc: dict[str, Any]) -> str | None:
+    return str(doc.get("test") or "") or None
+
+
 def review_sides(base: Side, head: Side, *, commit: str, base_label: str) -> Review:
     """Compare every cassette of ``base`` with ``head``; unreadable ones raise ReplayError."""
     old, new = base.cassettes(), head.cassettes()
+    for rel, data in new.items():
+        _check_ring_logs(head, rel, data)
     reviews: list[CassetteReview] = []
     unchanged = 0
     for rel in sorted(set(old) | set(new)):
