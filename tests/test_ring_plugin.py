@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 def test_dispatch(replay):
-    ring = replay.ring("dispatch", capacity=64)
+    ring = replay.ring("dispatch", capacity=int(os.environ.get("CAPACITY", "64")))
     ring.publish(opcode=7, tenant=3, args=(1, 2, 3, 4))
     n = 10
     ring.publish_many(np.full(n, 9), np.arange(n) % 3, np.ones((n, 4), dtype=np.uint32))
@@ -47,8 +47,27 @@ def test_a_changed_publish_is_a_ring_diff_naming_record_and_field(rt, monkeypatc
     monkeypatch.setenv("OPCODE", "6")
     result = rt.run("--replay=strict")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*replay_ring_diff:*", "*record 11*opcode*", "*Fix:*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*replay_ring_diff:*",
+            "*record 11*opcode*",
+            "*recorded log: cassettes/test_mod/test_dispatch.dispatch.vrrl",
+            "*Fix:*",
+        ]
+    )
+    assert "ring capacity:" not in result.stdout.str()
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_changed_capacity_is_named_in_the_ring_diff(rt, monkeypatch):
+    rt.module(RING_MODULE)
+    rt.record().assert_outcomes(passed=1)
+    monkeypatch.setenv("CAPACITY", "8")
+    result = rt.run("--replay=strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*replay_ring_diff:*", "*ring capacity: recorded 64, now 8*", "*Fix:*"]
+    )
 
 
 def test_an_unopened_recorded_ring_is_unused_in_strict(rt, monkeypatch):

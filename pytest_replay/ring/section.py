@@ -172,11 +172,19 @@ class RingSet:
                             f"the test's stream differs from the log too: {result.summary}",
                         )
                     )
+                fields = result.error_fields()
+                context = [f"recorded log: {shown}"]
+                if entry["capacity"] != ring.capacity:
+                    # slot_idx and epoch follow from the capacity: say why they moved.
+                    context.append(
+                        f"ring capacity: recorded {entry['capacity']}, now {ring.capacity}"
+                    )
+                fields["details"] = [*context, *fields["details"]]
                 raise self.ctx.error(
                     RingDiff(
                         result.summary,
                         fix="if the new stream is right, re-record: pytest --replay=record {test}",
-                        **result.error_fields(),
+                        **fields,
                     )
                 )
 
