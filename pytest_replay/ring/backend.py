@@ -96,7 +96,11 @@ def zeros(xp: ModuleType, shape: tuple[int, ...], dtype: Any, file_offset: int =
     capacity 1M that takes a hundred publishes costs only the pages it uses.
     """
     if is_device(xp):
-        return xp.zeros(shape, dtype=dtype)
+        table = xp.zeros(shape, dtype=dtype)
+        # The zeroing kernel runs on the stream current now; publishes may run on
+        # another (a non-blocking one the test enters later) and must not race it.
+        synchronize_device(table)
+        return table
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.zeros(nbytes + _CACHE_LINE, dtype=np.uint8)
@@ -125,11 +129,24 @@ def copy_to_device(dst: Any, src: np.ndarray) -> None:
         dst[...] = src
 
 
+def synchronize_device(array: Any) -> None:
+    """Wait for all work queued on a CuPy array's device, on every stream; no-op on NumPy.
+
+    Ring kernels run on whatever stream is current at each call, and get()
+    orders only against the current stream: a test that publishes inside
+    ``with cupy.cuda.Stream(non_blocking=True):`` and drains outside it would
+    otherwise read rows before the fill has written them.
+    """
+    if is_device_array(array):
+        array.device.synchronize()
+
+
 def copy_to_host(dst: np.ndarray, src: Any, bounce: np.ndarray | None = None) -> None:
     """Copy ``src`` into host ``dst`` (same shape), through the pinned ``bounce`` rows if given."""
     if not is_device_array(src):
         dst[...] = src
         return
+    synchronize_device(src)
     if bounce is None:
         src.get(out=dst)
         return

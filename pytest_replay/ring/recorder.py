@@ -170,8 +170,14 @@ class RingRecorder:
                 RECORD_MAGIC, ts, slot, tenant, opcode,
                 a0, a1, a2, a3, (seq // cap) & _U32, 0, 0, 0, 0,
             )  # fmt: skip
-        except struct.error as exc:
+        except (struct.error, TypeError) as exc:  # TypeError: an __index__ that raises
             self._check_clock(ts)
+            given = (opcode, tenant, *args)
+            plain = [_host_int(v) for v in given]  # CuPy 0-d arrays have no __index__
+            if any(map(backend.is_device_array, given)) and not any(
+                map(backend.is_device_array, plain)
+            ):
+                return self.publish(plain[0], plain[1], plain[2:])
             raise ValueError(
                 f"ring {self.name!r}: opcode, tenant and args must be integers in 0..2**32-1 "
                 f"(got opcode={opcode!r}, tenant={tenant!r}, args={tuple(args)!r})"
@@ -333,6 +339,7 @@ class RingRecorder:
         """
         seq = self._latest_seq(slot)
         slot = seq % self._capacity
+        status, backend_code = _host_int(status), _host_int(backend_code)
         digest = 0
         fclass: int = FailureClass.NONE
         code = backend_code
@@ -533,6 +540,17 @@ def _fill_threads() -> int:
 
 
 # --- argument checks ------------------------------------------------------------------
+
+
+def _host_int(value: Any) -> Any:
+    """A CuPy 0-d array (say ``ops[i]``) as a Python int; anything else as it is.
+
+    CuPy scalars define ``__int__`` but not ``__index__``, so struct and
+    ``np.array`` refuse them where NumPy scalars pass.
+    """
+    if backend.is_device_array(value) and value.ndim == 0:
+        return int(value)
+    return value
 
 
 def _pad_args(args: Sequence[int]) -> tuple[int, int, int, int]:

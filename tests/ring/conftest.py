@@ -27,6 +27,8 @@ def gpu() -> Any:
 # Host-to-device copies queued on the fake stream, as cudaMemcpyAsync from pinned
 # memory queues them: the source is read when the stream runs, not at set().
 _queued: list[tuple[np.ndarray, np.ndarray]] = []
+# Shapes of the device arrays whose device was synchronised (Device.synchronize()).
+synchronized: list[tuple[int, ...]] = []
 
 
 def _run_stream() -> None:
@@ -41,6 +43,15 @@ class _FakeDeviceArray(np.ndarray):
     set() is asynchronous like CuPy's: a caller that reuses its source buffer
     before synchronising the stream sees the later bytes land on the device.
     """
+
+    def __index__(self) -> int:
+        # CuPy arrays define __int__ but not __index__: struct and np.array refuse them.
+        raise TypeError("only integer scalar arrays can be converted to a scalar index")
+
+    @property
+    def device(self) -> Any:
+        synchronized.append(self.shape)
+        return types.SimpleNamespace(synchronize=_run_stream)
 
     def get(self, out: np.ndarray | None = None) -> np.ndarray:
         _run_stream()  # get() waits for the stream
@@ -99,6 +110,7 @@ def fake_cupy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setitem(sys.modules, "cupyx", pinned)
     yield fake
     _queued.clear()
+    synchronized.clear()
 
 
 # --- a fake CuPy array module, for code written over ``xp`` (compare/arrays.py) ------------

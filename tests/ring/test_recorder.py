@@ -701,3 +701,32 @@ def test_the_stream_digest_ignores_timestamps_only() -> None:
     changed["output_digest"][1] ^= 1
     assert stream_digest(changed) != base
     assert stream_digest(_stream(7)) != base
+
+
+def test_the_device_is_synchronised_after_zeroing_and_before_each_read(fake_cupy: Any) -> None:
+    # Ring kernels run on the stream current at each call; a device-wide sync
+    # orders them with the zeroing and with the reads on any other stream.
+    from . import conftest
+
+    r = RingRecorder("dispatch", 6, fake_cupy, clock=ticking_clock())
+    assert conftest.synchronized == [(6, 16)]  # the zeroed table
+    r.publish_many(np.arange(4))
+    assert len(conftest.synchronized) == 1  # publishing queues work, waits for nothing
+    r.drain()
+    assert len(conftest.synchronized) == 2 and conftest.synchronized[-1] == (4, 16)
+    r.publish_many(np.arange(3))  # wraps: the ring drains the rows it overwrites
+    assert r.stream()["opcode"].tolist() == [0, 1, 2, 3, 0, 1, 2]
+    assert len(conftest.synchronized) > 2
+
+
+def test_cupy_scalars_are_taken_as_ints_by_publish_and_complete(fake_cupy: Any) -> None:
+    # ops[i] of a CuPy array is a 0-d device array, refused by struct as it is.
+    r = RingRecorder("dispatch", 4, fake_cupy, clock=ticking_clock())
+    scalar = fake_cupy.asarray
+    slot = r.publish(scalar(7), scalar(3), (scalar(1), 2))
+    r.complete(scalar(slot), status=scalar(2), backend_code=scalar(9))
+    with pytest.raises(ValueError, match="opcode, tenant and args must be integers"):
+        r.publish(fake_cupy.asarray([1, 2]))  # not a scalar: still refused, no recursion
+    rec = r.stream()[0]
+    assert (int(rec["opcode"]), int(rec["tenant_id"]), rec["args"].tolist()) == (7, 3, [1, 2, 0, 0])
+    assert (int(rec["slot_status"]), int(rec["backend_code"])) == (2, 9)
