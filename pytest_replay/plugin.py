@@ -314,15 +314,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(runwide, "pytest_replay.runwide")
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("gpu") is not None:
-        from .ring.backend import gpu_unavailable_reason
-
-        reason = gpu_unavailable_reason()
-        if reason is not None:
-            pytest.skip(reason)
-
-
 def pytest_report_header(config: pytest.Config) -> str | None:
     run = config.stash.get(RUN_KEY, None)
     return f"replay: mode={run.mode.value}" if run is not None else None
@@ -365,6 +356,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # patches on, gets its replay session (HTTP recording, clock...) without
     # asking for the fixture. Decided here, once per test, so other tests run
     # no fixture of ours at all.
+    _skip_gpu_tests_without_a_device(items)
     run = config.stash.get(RUN_KEY, None)
     if run is None:
         return
@@ -376,6 +368,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if by_ini or item.get_closest_marker("replay") is not None:
             # A new list: parametrized items share one closure list.
             item.fixturenames = [*names, "replay"]  # type: ignore[attr-defined]
+
+
+def _skip_gpu_tests_without_a_device(items: list[pytest.Item]) -> None:
+    """A skip mark, so -rs points at the test rather than at this plugin.
+
+    Runs after -m/-k deselection (trylast), so CuPy is only probed when a
+    gpu test is still selected.
+    """
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items:
+        return
+    from .ring.backend import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # --- around the test body ---------------------------------------------------------

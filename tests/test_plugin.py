@@ -294,4 +294,9 @@ def test_the_gpu_marker_skips_with_a_reason_when_no_device_is_visible(rt, monkey
     )
     result = rt.run("-rs")
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*SKIPPED*CuPy sees no CUDA device*"])
+    # -rs names the test's own file and line, not the plugin's
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] test_mod.py:2: CuPy sees no CUDA device"])
+    probes = []
+    monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: probes.append(1))
+    rt.run("-m", "not gpu").assert_outcomes(passed=1)
+    assert probes == []  # CuPy is not probed when no gpu test is selected
