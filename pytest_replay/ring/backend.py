@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -81,11 +82,7 @@ def aligned_empty(shape: tuple[int, ...], dtype: Any, file_offset: int = 0) -> n
     and the file offset agree modulo the cache line, and ring records sit at
     file offset 32 + 64*i.
     """
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + _CACHE_LINE, dtype=np.uint8)
-    skip = (file_offset - raw.ctypes.data) % _CACHE_LINE
-    return raw[skip : skip + nbytes].view(dtype).reshape(shape)
+    return _placed(np.empty, shape, dtype, file_offset)
 
 
 def zeros(xp: ModuleType, shape: tuple[int, ...], dtype: Any, file_offset: int = 0) -> Any:
@@ -101,9 +98,16 @@ def zeros(xp: ModuleType, shape: tuple[int, ...], dtype: Any, file_offset: int =
         # another (a non-blocking one the test enters later) and must not race it.
         synchronize_device(table)
         return table
+    return _placed(np.zeros, shape, dtype, file_offset)
+
+
+def _placed(
+    allocate: Callable[..., np.ndarray], shape: tuple[int, ...], dtype: Any, file_offset: int
+) -> np.ndarray:
+    """A host array from ``allocate`` (np.empty or np.zeros) at ``file_offset``'s phase."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.zeros(nbytes + _CACHE_LINE, dtype=np.uint8)
+    raw = allocate(nbytes + _CACHE_LINE, dtype=np.uint8)
     skip = (file_offset - raw.ctypes.data) % _CACHE_LINE
     return raw[skip : skip + nbytes].view(dtype).reshape(shape)
 
