@@ -99,14 +99,15 @@ def _parse(side: Side, rel: str, data: bytes) -> dict[str, Any]:
 _RINGS_KEY = re.compile(rb"^rings:", re.MULTILINE)
 
 
-def _check_ring_logs(side: Side, rel: str, data: bytes) -> None:
+def _check_ring_logs(side: Side, rel: str, data: bytes) -> dict[str, Any] | None:
     """Raise RingLogError when a ring log the cassette names is not on ``side``.
 
     Pairs are compared by their YAML bytes, so a deleted .vrrl next to an
     unchanged cassette would pass unseen; strict replay would then fail.
+    Returns the parsed document when it had to be parsed, for reuse.
     """
     if not _RINGS_KEY.search(data):
-        return
+        return None
     shown = side.shown(rel)
     doc = _parse(side, rel, data)
     rings = doc.get("rings")
@@ -119,6 +120,7 @@ def _check_ring_logs(side: Side, rel: str, data: bytes) -> None:
         if not side.has_file(log):
             err = RingLogError("ring log does not exist", place=side.shown(log))
             raise _unreadable(err, shown, _test_of(doc))
+    return doc
 
 
 def _test_of(doc: dict[str, Any]) -> str | None:
@@ -128,8 +130,8 @@ def _test_of(doc: dict[str, Any]) -> str | None:
 def review_sides(base: Side, head: Side, *, commit: str, base_label: str) -> Review:
     """Compare every cassette of ``base`` with ``head``; unreadable ones raise ReplayError."""
     old, new = base.cassettes(), head.cassettes()
-    for rel, data in new.items():
-        _check_ring_logs(head, rel, data)
+    # Parsed here only when they have rings; reused below for a changed pair.
+    head_docs = {rel: _check_ring_logs(head, rel, data) for rel, data in new.items()}
     reviews: list[CassetteReview] = []
     unchanged = 0
     for rel in sorted(set(old) | set(new)):
@@ -138,7 +140,7 @@ def review_sides(base: Side, head: Side, *, commit: str, base_label: str) -> Rev
             unchanged += 1
             continue
         doc_a = _parse(base, rel, a) if a is not None else None
-        doc_b = _parse(head, rel, b) if b is not None else None
+        doc_b = head_docs.get(rel) or (_parse(head, rel, b) if b is not None else None)
         if (
             doc_a is not None
             and doc_b is not None
